@@ -1,0 +1,5 @@
+"""CLI."""
+
+
+def main() -> None:
+    """Entry point."""

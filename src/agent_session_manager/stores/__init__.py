@@ -1,0 +1,5 @@
+"""Session store backends."""
+
+from .memory import InMemorySessionStore
+
+__all__ = ("InMemorySessionStore",)

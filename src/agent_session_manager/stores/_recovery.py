@@ -1,0 +1,47 @@
+"""Generic recovery of runs left ``running`` by a dead owner."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core import Event, EventType, Run, RunStatus
+
+if TYPE_CHECKING:
+    from ..ports import SessionStore
+
+__all__ = ("recover_interrupted_runs",)
+
+
+async def recover_interrupted_runs(store: SessionStore, *, reason: str) -> list[Run]:
+    """Mark every ``running`` (and ``pending``-but-started) run ``failed`` with one ``run_failed``.
+
+    Intended to be called on start-up by the single owner of a store, when no other process
+    is executing runs. Returns the recovered runs.
+    """
+    recovered: list[Run] = []
+    offset = 0
+    page = 200
+    while True:
+        sessions = await store.list_sessions(limit=page, offset=offset)
+        if not sessions:
+            break
+        offset += len(sessions)
+        for session in sessions:
+            for run in await store.list_runs(session.id, status=RunStatus.RUNNING):
+                error = {"code": "internal_error", "message": f"run interrupted: {reason}"}
+                done = run.with_status(RunStatus.FAILED, error=error)
+                await store.append_event(
+                    Event(
+                        type=EventType.RUN_FAILED,
+                        session_id=run.session_id,
+                        run_id=run.id,
+                        data={
+                            "error_code": "internal_error",
+                            "error_message": error["message"],
+                            "recovered": True,
+                        },
+                    )
+                )
+                await store.save_run(done)
+                recovered.append(done)
+    return recovered

@@ -1,0 +1,218 @@
+"""InMemorySessionStore: the reference implementation of the store contract."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from datetime import datetime
+
+import anyio
+
+from ..core import AsmError, ErrorCode, Event, EventType, Run, RunStatus, Session, SessionStatus
+from ..ports import SessionStore
+from ._query import EventQuery, check_limit, check_offset, coerce_run_status, coerce_session_status
+
+__all__ = ("InMemorySessionStore",)
+
+
+class _Log:
+    __slots__ = ("changed", "events")
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.changed: anyio.Event | None = None
+
+
+class InMemorySessionStore(SessionStore):
+    """A process-local store; fast (no I/O), not durable.
+
+    Appends are O(1) (event ids are indexed); reads with ``after`` bisect the log. All
+    methods must be called from the event loop that uses the store.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._runs: dict[str, Run] = {}
+        self._logs: dict[str, _Log] = {}
+        self._event_ids: dict[str, Event] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AsmError(ErrorCode.STORAGE_CONNECTION_FAILED, "store is closed")
+
+    async def save_session(self, session: Session) -> None:  # noqa: D102
+        self._check_open()
+        self._sessions[session.id] = session
+
+    async def get_session(self, session_id: str) -> Session:  # noqa: D102
+        self._check_open()
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise AsmError(ErrorCode.SESSION_NOT_FOUND, f"Session not found: {session_id}") from None
+
+    async def list_sessions(  # noqa: D102
+        self,
+        *,
+        status: SessionStatus | str | None = None,
+        agent_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Session]:
+        self._check_open()
+        wanted = coerce_session_status(status)
+        limit = check_limit(limit)
+        offset = check_offset(offset)
+        need = set(tags or ())
+        rows = [
+            s
+            for s in self._sessions.values()
+            if (wanted is None or s.status is wanted)
+            and (agent_id is None or s.agent_id == agent_id)
+            and need.issubset(s.tags)
+        ]
+        rows.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        end = None if limit is None else offset + limit
+        return rows[offset:end]
+
+    async def delete_session(self, session_id: str) -> None:  # noqa: D102
+        self._check_open()
+        self._sessions.pop(session_id, None)
+        for run_id in [r.id for r in self._runs.values() if r.session_id == session_id]:
+            del self._runs[run_id]
+        log = self._logs.pop(session_id, None)
+        if log is not None:
+            for event in log.events:
+                self._event_ids.pop(event.id, None)
+            if log.changed is not None:
+                log.changed.set()
+
+    async def save_run(self, run: Run) -> None:  # noqa: D102
+        self._check_open()
+        self._runs[run.id] = run
+
+    async def get_run(self, run_id: str) -> Run:  # noqa: D102
+        self._check_open()
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise AsmError(ErrorCode.RUN_NOT_FOUND, f"Run not found: {run_id}") from None
+
+    async def list_runs(  # noqa: D102
+        self,
+        session_id: str,
+        *,
+        status: RunStatus | str | None = None,
+        limit: int | None = None,
+    ) -> list[Run]:
+        self._check_open()
+        wanted = coerce_run_status(status)
+        limit = check_limit(limit)
+        rows = [
+            r
+            for r in self._runs.values()
+            if r.session_id == session_id and (wanted is None or r.status is wanted)
+        ]
+        rows.sort(key=lambda r: (r.created_at, r.id))
+        return rows if limit is None else rows[:limit]
+
+    async def get_active_run(self, session_id: str) -> Run | None:  # noqa: D102
+        running = await self.list_runs(session_id, status=RunStatus.RUNNING, limit=1)
+        return running[0] if running else None
+
+    def _append(self, event: Event) -> Event:
+        stored = self._event_ids.get(event.id)
+        if stored is not None:
+            return stored
+        log = self._logs.get(event.session_id)
+        if log is None:
+            log = self._logs[event.session_id] = _Log()
+        stored = event.with_sequence(len(log.events) + 1)
+        log.events.append(stored)
+        self._event_ids[stored.id] = stored
+        return stored
+
+    def _notify(self, session_id: str) -> None:
+        log = self._logs.get(session_id)
+        if log is not None and log.changed is not None:
+            log.changed.set()
+            log.changed = None
+
+    async def append_event(self, event: Event) -> Event:  # noqa: D102
+        self._check_open()
+        stored = self._append(event)
+        self._notify(event.session_id)
+        return stored
+
+    async def append_events(self, events: Sequence[Event]) -> list[Event]:  # noqa: D102
+        self._check_open()
+        # Validation happened at model construction, so the batch cannot fail half-way.
+        stored = [self._append(e) for e in events]
+        for session_id in {e.session_id for e in events}:
+            self._notify(session_id)
+        return stored
+
+    def _read(self, query: EventQuery) -> list[Event]:
+        log = self._logs.get(query.session_id)
+        if log is None:
+            return []
+        start = (
+            0
+            if query.after is None
+            else bisect.bisect_right(log.events, query.after, key=lambda e: e.sequence_number or 0)
+        )
+        return query.apply(log.events[start:])
+
+    async def get_events(  # noqa: D102
+        self,
+        session_id: str,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        run_id: str | None = None,
+        types: Sequence[EventType | str] | None = None,
+        since: datetime | None = None,
+        wait_timeout: float | None = None,
+    ) -> list[Event]:
+        self._check_open()
+        query = EventQuery.build(
+            session_id,
+            after=after,
+            before=before,
+            limit=limit,
+            run_id=run_id,
+            types=types,
+            since=since,
+            wait_timeout=wait_timeout,
+        )
+        found = self._read(query)
+        if found or query.wait_timeout <= 0:
+            return found
+        with anyio.move_on_after(query.wait_timeout):
+            while not found and not self._closed:
+                log = self._logs.get(session_id)
+                if log is None:
+                    log = self._logs[session_id] = _Log()
+                if log.changed is None:
+                    log.changed = anyio.Event()
+                await log.changed.wait()
+                if self._closed:
+                    return []
+                found = self._read(query)
+        return found
+
+    async def get_latest_sequence(self, session_id: str) -> int:  # noqa: D102
+        self._check_open()
+        log = self._logs.get(session_id)
+        return len(log.events) if log else 0
+
+    async def close(self) -> None:  # noqa: D102
+        if self._closed:
+            return
+        self._closed = True
+        for log in self._logs.values():
+            if log.changed is not None:
+                log.changed.set()
