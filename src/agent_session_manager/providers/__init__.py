@@ -1,0 +1,3 @@
+"""Provider adapters."""
+
+__all__: tuple[str, ...] = ()
