@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core import AsmError, ErrorCode, PermissionMode, Run, Session
+from ..core.redaction import redact
 
 __all__ = (
     "conversation_from_input",
@@ -15,26 +15,6 @@ __all__ = (
     "redact",
     "resume_id_for",
 )
-
-_SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"sk-[A-Za-z0-9_\-]{16,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
-    re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
-    re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"),
-    re.compile(r"sgamp_[A-Za-z0-9_\-]{8,}"),
-)
-
-
-def redact(text: str) -> str:
-    """Replace known secret/token patterns in ``text`` with ``[REDACTED]``."""
-    for pattern in _SECRET_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: f"{m.group(1)}[REDACTED]", text)
-        else:
-            text = pattern.sub("[REDACTED]", text)
-    return text
-
 
 def _content_text(content: Any) -> str:
     if isinstance(content, str):
