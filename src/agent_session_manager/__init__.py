@@ -18,6 +18,7 @@ from .core import (
     TokenUsage,
 )
 from .ports import ArtifactStore, Emit, ProviderAdapter, ProviderEvent, ProviderResult, SessionStore
+from .manager import RunResult, SessionManager
 from .stores import InMemorySessionStore
 
 __version__ = "0.1.0"
@@ -40,8 +41,10 @@ __all__ = (
     "ProviderResult",
     "Registry",
     "Run",
+    "RunResult",
     "RunStatus",
     "Session",
+    "SessionManager",
     "SessionStatus",
     "SessionStore",
     "TokenUsage",
