@@ -1,5 +1,9 @@
 """agent-session-manager: sessions, runs and durable event logs over AI coding agents."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .core import (
     AsmError,
     Capability,
@@ -19,7 +23,10 @@ from .core import (
 )
 from .ports import ArtifactStore, Emit, ProviderAdapter, ProviderEvent, ProviderResult, SessionStore
 from .manager import RunResult, SessionManager
-from .stores import InMemorySessionStore
+from .stores import InMemorySessionStore, SQLiteSessionStore, default_store_url, open_store
+
+if TYPE_CHECKING:
+    from .stores.postgres import PostgresSessionStore
 
 __version__ = "0.1.0"
 
@@ -36,6 +43,7 @@ __all__ = (
     "InMemorySessionStore",
     "Manifest",
     "PermissionMode",
+    "PostgresSessionStore",
     "ProviderAdapter",
     "ProviderEvent",
     "ProviderResult",
@@ -43,10 +51,21 @@ __all__ = (
     "Run",
     "RunResult",
     "RunStatus",
+    "SQLiteSessionStore",
     "Session",
     "SessionManager",
     "SessionStatus",
     "SessionStore",
     "TokenUsage",
     "__version__",
+    "default_store_url",
+    "open_store",
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresSessionStore":
+        from .stores.postgres import PostgresSessionStore
+
+        return PostgresSessionStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,14 @@ from datetime import datetime
 
 from ..core import AsmError, ErrorCode, Event, EventType, RunStatus, SessionStatus
 
-__all__ = ("EventQuery", "check_limit", "check_offset", "coerce_run_status", "coerce_session_status")
+__all__ = (
+    "EventQuery",
+    "check_events",
+    "check_limit",
+    "check_offset",
+    "coerce_run_status",
+    "coerce_session_status",
+)
 
 
 def _bad(message: str) -> AsmError:
@@ -22,6 +29,16 @@ def _check_cursor(name: str, value: int | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _bad(f"{name} must be a non-negative integer, got {value!r}")
     return value
+
+
+def check_events(events: Sequence[Event]) -> list[Event]:
+    """Validate an ``append_events`` batch before anything is written (keeps it atomic)."""
+    if isinstance(events, Event | str | bytes) or not isinstance(events, Sequence):
+        raise _bad(f"events must be a sequence of Event, got {type(events).__name__}")
+    for index, event in enumerate(events):
+        if not isinstance(event, Event):
+            raise _bad(f"events[{index}] is a {type(event).__name__}, not an Event")
+    return list(events)
 
 
 def check_limit(limit: int | None) -> int | None:

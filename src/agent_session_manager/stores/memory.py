@@ -10,17 +10,33 @@ import anyio
 
 from ..core import AsmError, ErrorCode, Event, EventType, Run, RunStatus, Session, SessionStatus
 from ..ports import SessionStore
-from ._query import EventQuery, check_limit, check_offset, coerce_run_status, coerce_session_status
+from ._query import (
+    EventQuery,
+    check_events,
+    check_limit,
+    check_offset,
+    coerce_run_status,
+    coerce_session_status,
+)
 
 __all__ = ("InMemorySessionStore",)
 
 
 class _Log:
-    __slots__ = ("changed", "events")
+    __slots__ = ("events",)
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.changed: anyio.Event | None = None
+
+
+class _Signal:
+    """Wakes a session's long-pollers; dropped once set or once its last waiter leaves."""
+
+    __slots__ = ("event", "waiters")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.waiters = 0
 
 
 class InMemorySessionStore(SessionStore):
@@ -34,6 +50,9 @@ class InMemorySessionStore(SessionStore):
         self._sessions: dict[str, Session] = {}
         self._runs: dict[str, Run] = {}
         self._logs: dict[str, _Log] = {}
+        # Kept apart from the logs so that polling an unknown (or deleted) session leaves
+        # nothing behind once the poll ends.
+        self._signals: dict[str, _Signal] = {}
         self._event_ids: dict[str, Event] = {}
         self._closed = False
 
@@ -86,8 +105,7 @@ class InMemorySessionStore(SessionStore):
         if log is not None:
             for event in log.events:
                 self._event_ids.pop(event.id, None)
-            if log.changed is not None:
-                log.changed.set()
+        self._notify(session_id)
 
     async def save_run(self, run: Run) -> None:  # noqa: D102
         self._check_open()
@@ -135,20 +153,23 @@ class InMemorySessionStore(SessionStore):
         return stored
 
     def _notify(self, session_id: str) -> None:
-        log = self._logs.get(session_id)
-        if log is not None and log.changed is not None:
-            log.changed.set()
-            log.changed = None
+        signal = self._signals.pop(session_id, None)
+        if signal is not None:
+            signal.event.set()
 
     async def append_event(self, event: Event) -> Event:  # noqa: D102
         self._check_open()
+        if not isinstance(event, Event):
+            check_events([event])  # raises the typed validation error
         stored = self._append(event)
         self._notify(event.session_id)
         return stored
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:  # noqa: D102
         self._check_open()
-        # Validation happened at model construction, so the batch cannot fail half-way.
+        # Every item is checked first: Events are validated at construction, so once the
+        # batch is known to hold only Events it cannot fail half-way.
+        events = check_events(events)
         stored = [self._append(e) for e in events]
         for session_id in {e.session_id for e in events}:
             self._notify(session_id)
@@ -193,16 +214,23 @@ class InMemorySessionStore(SessionStore):
             return found
         with anyio.move_on_after(query.wait_timeout):
             while not found and not self._closed:
-                log = self._logs.get(session_id)
-                if log is None:
-                    log = self._logs[session_id] = _Log()
-                if log.changed is None:
-                    log.changed = anyio.Event()
-                await log.changed.wait()
+                await self._wait_for_change(session_id)
                 if self._closed:
                     return []
                 found = self._read(query)
         return found
+
+    async def _wait_for_change(self, session_id: str) -> None:
+        signal = self._signals.get(session_id)
+        if signal is None:
+            signal = self._signals[session_id] = _Signal()
+        signal.waiters += 1
+        try:
+            await signal.event.wait()
+        finally:
+            signal.waiters -= 1
+            if not signal.waiters and self._signals.get(session_id) is signal:
+                del self._signals[session_id]
 
     async def get_latest_sequence(self, session_id: str) -> int:  # noqa: D102
         self._check_open()
@@ -213,6 +241,6 @@ class InMemorySessionStore(SessionStore):
         if self._closed:
             return
         self._closed = True
-        for log in self._logs.values():
-            if log.changed is not None:
-                log.changed.set()
+        signals, self._signals = self._signals, {}
+        for signal in signals.values():
+            signal.event.set()

@@ -1,0 +1,1 @@
+"""Benchmarks of agent-session-manager (run with ``python -m benchmarks.run``)."""

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from agent_session_manager import __version__
+from agent_session_manager.cli import cli
+
+
+def test_version_and_help() -> None:
+    runner = CliRunner()
+    version = runner.invoke(cli, ["--version"])
+    assert version.exit_code == 0
+    assert __version__ in version.output
+    helped = runner.invoke(cli, ["--help"])
+    assert helped.exit_code == 0
+    for command in ("demo", "sessions", "events", "run"):
+        assert command in helped.output
+
+
+def test_console_script_entry_point_runs() -> None:
+    exe = Path(sys.executable).with_name("asm")
+    assert exe.exists(), "the asm console script is installed with the package"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip().endswith(__version__)
+
+
+def test_demo_then_sessions_then_events(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    runner = CliRunner()
+    demo = runner.invoke(cli, ["demo", "--store", url, "--delay", "0"])
+    assert demo.exit_code == 0, demo.output
+    out = demo.output
+    for expected in ("run_started", "tool_call_started", "message_streamed", "run_completed", "run_failed"):
+        assert expected in out
+    assert "3 runs" in out
+    assert "session_completed" in out
+
+    listed = runner.invoke(cli, ["sessions", "--store", url])
+    assert listed.exit_code == 0, listed.output
+    assert "demo-agent" in listed.output
+    assert "completed" in listed.output
+
+    session_id = next(tok for tok in out.split() if tok.startswith("ses_"))
+    events = runner.invoke(cli, ["events", session_id, "--store", url])
+    assert events.exit_code == 0, events.output
+    assert "session_created" in events.output
+    assert "session_completed" in events.output
+    after = runner.invoke(cli, ["events", session_id, "--store", url, "--after", "30"])
+    assert "session_created" not in after.output
+
+
+def test_store_from_environment(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    runner = CliRunner(env={"ASM_STORE": url})
+    demo = runner.invoke(cli, ["demo", "--delay", "0", "--runs", "1"])
+    assert demo.exit_code == 0, demo.output
+    assert (tmp_path / "env.db").exists()
+
+
+def test_unknown_session_is_a_clean_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    result = CliRunner().invoke(cli, ["events", "ses_missing", "--store", url])
+    assert result.exit_code == 1
+    assert "session_not_found" in result.output
+
+
+def test_bad_store_url_is_a_clean_error() -> None:
+    result = CliRunner().invoke(cli, ["sessions", "--store", "nosuch://x"])
+    assert result.exit_code == 1
+    assert "validation_error" in result.output
+
+
+def test_run_with_shell_provider(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    result = CliRunner().invoke(cli, ["run", "--provider", "shell", "--store", url, "echo hello-from-shell"])
+    assert result.exit_code == 0, result.output
+    assert "hello-from-shell" in result.output
+    assert "run_completed" in result.output
