@@ -1,3 +1,5 @@
 """Provider adapters."""
 
-__all__: tuple[str, ...] = ()
+from .shell import ShellAdapter
+
+__all__: tuple[str, ...] = ("ShellAdapter",)
