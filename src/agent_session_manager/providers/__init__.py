@@ -1,5 +1,7 @@
-"""Provider adapters."""
+"""Provider adapters: Claude Code, Codex, Amp and a local shell, over one session model."""
 
+from .amp import AmpAdapter
+from .codex import CodexAdapter
 from .shell import ShellAdapter
 
-__all__: tuple[str, ...] = ("ShellAdapter",)
+__all__: tuple[str, ...] = ("AmpAdapter", "CodexAdapter", "ShellAdapter")

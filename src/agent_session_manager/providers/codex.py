@@ -1,0 +1,626 @@
+"""CodexAdapter: drives the OpenAI Codex CLI (``codex exec --json``) as a run.
+
+Why ``codex exec --json`` and not the app-server protocol: exec is the CLI's documented,
+non-interactive automation surface; it needs no JSON-RPC handshake, no replies to
+server→client approval requests and no long-lived process per session, and its JSONL output is
+what the official TypeScript SDK consumes. Its limits are handled here: agent messages arrive
+whole (no text deltas), usage is the *thread's* running total, and the only cancel is a signal.
+The app-server protocol (deltas, per-call usage, ``turn/interrupt``) remains a drop-in
+alternative behind the same port if those limits start to hurt.
+
+Invocation (one process per run; options before ``resume``, prompt on stdin, stdin then closed —
+Codex reads stdin to EOF and would block otherwise)::
+
+    codex exec --json [--skip-git-repo-check] [-m MODEL] [-C CWD] [permission flags]
+               [-c developer_instructions=...] [-c KEY=VALUE]... [extra_args...]
+               [resume THREAD_ID] -
+
+Options (constructor defaults, overridable per run through ``execute(**opts)``): ``model``,
+``permission_mode``, ``system_prompt``, ``cwd``, ``env``, ``cli_path`` (else ``$ASM_CODEX_CLI``,
+else ``codex`` on PATH), ``extra_args``, ``config`` (``{key: value}`` → ``-c key=<TOML>``),
+``timeout`` (hard deadline per run, default 900 s: without network the CLI retries forever →
+``provider_timeout``), ``skip_git_repo_check`` (default true), ``api_key`` (→ ``CODEX_API_KEY``),
+``codex_home`` (→ ``CODEX_HOME``), ``resume_session_id`` (thread to resume; what the
+SessionManager passes for native continuation; ``provider_session_id`` is an alias),
+``usage_baseline`` (thread total before this run), ``max_line_bytes``, ``interrupt_grace`` /
+``term_grace`` (shutdown escalation). ``max_turns`` is accepted and ignored: exec has no such
+limit.
+
+Mappings:
+
+* ``permission_mode``: default → no flag (Codex's own defaults); ``plan`` → ``--sandbox
+  read-only``; ``accept_edits`` → ``--sandbox workspace-write``; ``full_auto`` → ``--sandbox
+  workspace-write -c approval_policy="never"`` (what the removed ``--full-auto`` became);
+  ``dangerously_skip_permissions`` → ``--dangerously-bypass-approvals-and-sandbox``.
+* ``system_prompt`` → ``-c developer_instructions=<TOML string>``: an extra developer message
+  that keeps Codex's own agent instructions (``-c instructions=`` would replace them).
+* Resume: with ``resume_session_id`` the run resumes that thread natively (the manager passes it
+  when continuation picks the recorded ``provider_sessions["codex"]`` id) and the prompt is built
+  from the run's own input only (the thread already holds the history). Without it a new thread
+  starts and a replayed transcript in ``session.context`` is rendered into the prompt.
+
+Events: ``thread.started`` → ``run_started {provider_session_id, thread_id, model, resumed}``;
+``agent_message`` → ``message_received``; ``reasoning`` → ``message_streamed`` with
+``kind="reasoning"`` (so renderers can show it and transcript builders can skip it);
+``todo_list`` → ``message_streamed`` with ``kind="todo_list"`` and the ``items``;
+``command_execution`` (tool ``bash``), ``file_change`` (``file_change``), ``mcp_tool_call``
+(``mcp__<server>__<tool>``) and ``web_search`` (``web_search``) → ``tool_call_started`` then
+``tool_call_completed`` or, for status failed/declined (or an MCP error), ``tool_call_failed``,
+with the canonical keys ``tool_call_id, tool_name, tool_input, tool_output``; top-level ``error``
+notices (retries, "Reconnecting…") and ``error`` items (warnings) → ``error_occurred`` with
+``fatal: false`` — they are not failures; ``turn.completed`` → ``token_usage_updated``;
+``turn.failed`` → ``AsmError`` classified from its message (see
+:func:`classify_error_message`). A run that ends without ``turn.completed`` fails with
+``provider_error`` (exit code and redacted stderr tail in details), a cancelled one with
+``cancelled``.
+
+Usage: ``turn.completed.usage`` is the thread's running total, so the run's usage is that total
+minus the thread total before the run. The baseline is, in order: the ``usage_baseline``
+option; the last ``token_count`` total in the thread's rollout file under ``$CODEX_HOME/sessions``
+(authoritative even when other processes advanced the thread); the ``usage_total`` recorded in
+``session.metadata["provider_sessions"]["codex"]``; zero (a fresh thread). The new total is
+returned in ``output["usage_total"]`` and in ``token_usage_updated`` data (``thread_total``) so
+the manager can record it.
+
+Cancel: ``cancel(run_id)`` sends SIGINT to the process group (Codex stops without a terminal
+event), then escalates to SIGTERM and SIGKILL; ``execute`` raises ``AsmError(cancelled)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..core import (
+    AsmError,
+    Capability,
+    CapabilityType,
+    ErrorCode,
+    EventType,
+    PermissionMode,
+    Run,
+    Session,
+    TokenUsage,
+)
+from ..ports.provider import Emit, ProviderAdapter, ProviderEvent, ProviderResult
+from ._common import normalize_permission_mode, prompt_from_input
+from ._subprocess import DEFAULT_MAX_LINE_BYTES, ProcessTransport, resolve_binary
+
+__all__ = ("CodexAdapter", "CodexStreamMapper", "classify_error_message", "codex_usage")
+
+INSTALL_HINT = "npm install -g @openai/codex"
+DEFAULT_TIMEOUT = 900.0
+_ROLLOUT_SCAN_LIMIT = 16 * 1024 * 1024
+
+_CLASSIFIERS: tuple[tuple[ErrorCode, re.Pattern[str]], ...] = (
+    (
+        ErrorCode.PROVIDER_AUTHENTICATION_FAILED,
+        re.compile(
+            r"\b401\b|\b403\b|unauthori[sz]ed|forbidden|invalid[ _-]?api[ _-]?key|incorrect api key|"
+            r"authenticat|not logged in|no (?:codex )?credentials|login required|no api key",
+            re.I,
+        ),
+    ),
+    (ErrorCode.PROVIDER_QUOTA_EXCEEDED, re.compile(r"quota|insufficient[_ ]credits|billing", re.I)),
+    (ErrorCode.PROVIDER_RATE_LIMITED, re.compile(r"\b429\b|rate[ _-]?limit|too many requests", re.I)),
+    (
+        ErrorCode.PROVIDER_UNAVAILABLE,
+        re.compile(
+            r"\b5\d\d\b|overloaded|high demand|unavailable|internal server error|server_error|"
+            r"bad gateway|gateway timeout|reconnecting|connection (?:refused|reset)|couldn't connect|"
+            r"could not connect|stream disconnected|network",
+            re.I,
+        ),
+    ),
+)
+
+
+def classify_error_message(message: str) -> ErrorCode:
+    """Map a provider error message to an :class:`ErrorCode`.
+
+    401/403/invalid key → ``provider_authentication_failed``; quota/billing (OpenAI's
+    ``insufficient_quota`` arrives as a 429, but retrying cannot help) →
+    ``provider_quota_exceeded``; 429/rate limit → ``provider_rate_limited``; 5xx, overloaded,
+    "high demand", connection failures → ``provider_unavailable``; anything else →
+    ``provider_error``.
+    """
+    for code, pattern in _CLASSIFIERS:
+        if pattern.search(message):
+            return code
+    return ErrorCode.PROVIDER_ERROR
+
+
+def codex_usage(raw: Any) -> TokenUsage:
+    """Convert a Codex usage object (``input_tokens, cached_input_tokens, …``) to TokenUsage."""
+    if not isinstance(raw, Mapping):
+        return TokenUsage()
+
+    def num(key: str) -> int:
+        value = raw.get(key)
+        return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+    return TokenUsage(
+        input_tokens=num("input_tokens"),
+        output_tokens=num("output_tokens"),
+        cache_read_tokens=num("cached_input_tokens"),
+        cache_creation_tokens=num("cache_write_input_tokens"),
+    )
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (JSON escaping minus the surrogate escapes TOML rejects)."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007F")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, Sequence):
+        return "[" + ",".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}={_toml_value(v)}" for k, v in value.items()) + "}"
+    raise AsmError(ErrorCode.VALIDATION_ERROR, f"codex config value not representable in TOML: {value!r}")
+
+
+_TOOL_ITEMS = {"command_execution", "file_change", "mcp_tool_call", "web_search"}
+
+
+class CodexStreamMapper:
+    """Pure mapping of ``codex exec --json`` lines to :class:`ProviderEvent` lists.
+
+    Feed each decoded JSON object to :meth:`feed`; read the outcome from the attributes once the
+    stream ends. No I/O: the adapter owns the process, this owns the meaning.
+
+    Attributes:
+        thread_id: From ``thread.started``.
+        completed: A ``turn.completed`` was seen.
+        failure: The ``AsmError`` a ``turn.failed`` maps to (not raised here).
+        usage: This run's usage (sum of per-turn deltas against ``baseline``).
+        thread_total: The last running thread total reported.
+        content: Text of the last agent message.
+        tool_calls: ``[{id, name, input, output, status, exit_code}]`` in completion order.
+    """
+
+    def __init__(
+        self, *, model: str | None = None, baseline: TokenUsage | None = None, resumed: bool = False
+    ):
+        self.model = model
+        self.resumed = resumed
+        self.baseline = baseline or TokenUsage()
+        self.thread_id: str | None = None
+        self.completed = False
+        self.failure: AsmError | None = None
+        self.usage = TokenUsage()
+        self.thread_total: TokenUsage | None = None
+        self.content = ""
+        self.messages: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.turns = 0
+        self.last_error: str | None = None
+        self._started_tools: set[str] = set()
+
+    def feed(self, obj: Mapping[str, Any]) -> list[ProviderEvent]:
+        """Map one JSONL object; unknown types map to nothing."""
+        kind = obj.get("type")
+        if kind == "thread.started":
+            self.thread_id = str(obj.get("thread_id") or "") or None
+            data = {
+                "provider_session_id": self.thread_id,
+                "thread_id": self.thread_id,
+                "model": self.model,
+                "resumed": self.resumed,
+            }
+            return [ProviderEvent(type=EventType.RUN_STARTED, data=data)]
+        if kind in ("item.started", "item.updated", "item.completed"):
+            item = obj.get("item")
+            return self._item(str(kind), item) if isinstance(item, Mapping) else []
+        if kind == "turn.completed":
+            return self._turn_completed(obj.get("usage"))
+        if kind == "turn.failed":
+            return self._turn_failed(obj.get("error"))
+        if kind == "error":
+            message = str(obj.get("message") or "")
+            self.last_error = message
+            return [self._notice(message, source="stream")]
+        return []
+
+    # -- items ---------------------------------------------------------------------------
+
+    def _item(self, phase: str, item: Mapping[str, Any]) -> list[ProviderEvent]:
+        itype = item.get("type")
+        item_id = str(item.get("id") or "")
+        if itype == "agent_message":
+            if phase != "item.completed":
+                return []
+            text = str(item.get("text") or "")
+            self.content = text
+            self.messages.append(text)
+            data: dict[str, Any] = {
+                "content": text,
+                "role": "assistant",
+                "item_id": item_id,
+                "thread_id": self.thread_id,
+            }
+            return [ProviderEvent(type=EventType.MESSAGE_RECEIVED, data=data)]
+        if itype == "reasoning":
+            text = str(item.get("text") or "")
+            if phase != "item.completed" or not text:
+                return []
+            data = {
+                "kind": "reasoning",
+                "content": text,
+                "delta": text,
+                "role": "assistant",
+                "item_id": item_id,
+            }
+            return [ProviderEvent(type=EventType.MESSAGE_STREAMED, data=data)]
+        if itype == "todo_list":
+            items = [dict(i) for i in item.get("items") or [] if isinstance(i, Mapping)]
+            text = "\n".join(f"[{'x' if i.get('completed') else ' '}] {i.get('text', '')}" for i in items)
+            data = {
+                "kind": "todo_list",
+                "items": items,
+                "content": text,
+                "delta": "",
+                "item_id": item_id,
+            }
+            return [ProviderEvent(type=EventType.MESSAGE_STREAMED, data=data)]
+        if itype == "error":
+            if phase != "item.completed":
+                return []
+            return [self._notice(str(item.get("message") or ""), source="item", item_id=item_id)]
+        if itype in _TOOL_ITEMS:
+            return self._tool(phase, item_id, item)
+        return []
+
+    @staticmethod
+    def _tool_shape(item: Mapping[str, Any]) -> tuple[str, dict[str, Any], Any, bool]:
+        """(tool_name, tool_input, tool_output, failed) of a tool-like item."""
+        itype = item.get("type")
+        status = item.get("status")
+        failed = status in ("failed", "declined")
+        if itype == "command_execution":
+            return "bash", {"command": item.get("command")}, item.get("aggregated_output"), failed
+        if itype == "file_change":
+            changes = [dict(c) for c in item.get("changes") or [] if isinstance(c, Mapping)]
+            return "file_change", {"changes": changes}, {"changes": changes, "status": status}, failed
+        if itype == "mcp_tool_call":
+            name = f"mcp__{item.get('server')}__{item.get('tool')}"
+            arguments = item.get("arguments")
+            tool_input = dict(arguments) if isinstance(arguments, Mapping) else {"arguments": arguments}
+            error = item.get("error")
+            output: Any = item.get("result")
+            if isinstance(error, Mapping) and error.get("message"):
+                failed, output = True, {"error": error.get("message")}
+            return name, tool_input, output, failed
+        return "web_search", {"query": item.get("query")}, item.get("action"), failed
+
+    def _tool(self, phase: str, item_id: str, item: Mapping[str, Any]) -> list[ProviderEvent]:
+        name, tool_input, output, failed = self._tool_shape(item)
+        base = {
+            "tool_call_id": item_id,
+            "tool_name": name,
+            "tool_input": tool_input,
+            "item_type": item.get("type"),
+        }
+        events: list[ProviderEvent] = []
+        if item_id not in self._started_tools:
+            self._started_tools.add(item_id)
+            events.append(ProviderEvent(type=EventType.TOOL_CALL_STARTED, data=dict(base)))
+        if phase != "item.completed":
+            return events
+        exit_code = item.get("exit_code")
+        status = item.get("status")
+        data = {**base, "tool_output": output, "status": status}
+        if item.get("type") == "command_execution":
+            data["exit_code"] = exit_code
+        etype = EventType.TOOL_CALL_FAILED if failed else EventType.TOOL_CALL_COMPLETED
+        if failed:
+            data["is_error"] = True
+        events.append(ProviderEvent(type=etype, data=data))
+        self.tool_calls.append(
+            {
+                "id": item_id,
+                "name": name,
+                "input": tool_input,
+                "output": output,
+                "status": status,
+                "exit_code": exit_code,
+            }
+        )
+        return events
+
+    # -- turns ---------------------------------------------------------------------------
+
+    def _notice(self, message: str, *, source: str, item_id: str | None = None) -> ProviderEvent:
+        data: dict[str, Any] = {
+            "error_code": classify_error_message(message).value,
+            "error_message": message,
+            "fatal": False,
+            "source": source,
+        }
+        if item_id:
+            data["item_id"] = item_id
+        return ProviderEvent(type=EventType.ERROR_OCCURRED, data=data)
+
+    def _turn_completed(self, raw_usage: Any) -> list[ProviderEvent]:
+        self.completed = True
+        self.turns += 1
+        total = codex_usage(raw_usage)
+        previous = self.thread_total if self.thread_total is not None else self.baseline
+        # A total below the baseline means the baseline was wrong (e.g. a stale record): the
+        # floor-at-zero difference would under-count, so trust the total as this run's usage.
+        regressed = total.input_tokens < previous.input_tokens or total.output_tokens < previous.output_tokens
+        delta = total if regressed else total - previous
+        self.usage = self.usage + delta
+        self.thread_total = total
+        data: dict[str, Any] = {
+            **self.usage.model_dump(mode="json"),
+            "turn_usage": delta.model_dump(mode="json"),
+            "thread_total": total.model_dump(mode="json"),
+            "thread_id": self.thread_id,
+        }
+        if isinstance(raw_usage, Mapping) and isinstance(raw_usage.get("reasoning_output_tokens"), int):
+            data["reasoning_output_tokens"] = raw_usage["reasoning_output_tokens"]
+        return [ProviderEvent(type=EventType.TOKEN_USAGE_UPDATED, data=data)]
+
+    def _turn_failed(self, error: Any) -> list[ProviderEvent]:
+        message = ""
+        if isinstance(error, Mapping):
+            message = str(error.get("message") or "")
+        message = message or self.last_error or "Codex turn failed"
+        code = classify_error_message(message)
+        self.failure = AsmError(code, f"codex: {message}", {"provider": "codex", "thread_id": self.thread_id})
+        return []
+
+
+def _rollout_total(codex_home: Path, thread_id: str) -> TokenUsage | None:
+    """The last thread total recorded in the thread's rollout file (blocking; run in a thread)."""
+    if not re.fullmatch(r"[0-9A-Za-z-]{8,64}", thread_id):
+        return None
+    files = sorted((codex_home / "sessions").glob(f"*/*/*/rollout-*-{thread_id}.jsonl"))
+    if not files:
+        return None
+    path = files[-1]
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            start = max(0, size - _ROLLOUT_SCAN_LIMIT)
+            fh.seek(start)
+            blob = fh.read()
+    except OSError:
+        return None
+    for line in reversed(blob.splitlines()):
+        if b'"token_count"' not in line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        payload = obj.get("payload") if isinstance(obj, dict) else None
+        info = payload.get("info") if isinstance(payload, dict) else None
+        if isinstance(info, dict) and isinstance(info.get("total_token_usage"), dict):
+            return codex_usage(info["total_token_usage"])
+    return None
+
+
+def _metadata_total(session: Session, thread_id: str) -> TokenUsage | None:
+    sessions = session.metadata.get("provider_sessions")
+    entry = sessions.get("codex") if isinstance(sessions, Mapping) else None
+    if not isinstance(entry, Mapping) or entry.get("provider_session_id") not in (None, thread_id):
+        return None
+    raw = entry.get("usage_total")
+    if isinstance(raw, Mapping):
+        return TokenUsage.model_validate(dict(raw))
+    return None
+
+
+class CodexAdapter(ProviderAdapter):
+    """Runs each run as one ``codex exec --json`` process; see the module docstring."""
+
+    name = "codex"
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        permission_mode: PermissionMode | str | None = None,
+        system_prompt: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cli_path: str | os.PathLike[str] | None = None,
+        extra_args: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        skip_git_repo_check: bool = True,
+        api_key: str | None = None,
+        codex_home: str | os.PathLike[str] | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        **defaults: Any,
+    ) -> None:
+        self._defaults: dict[str, Any] = {
+            "model": model,
+            "permission_mode": normalize_permission_mode(permission_mode),
+            "system_prompt": system_prompt,
+            "cwd": cwd,
+            "env": dict(env or {}),
+            "cli_path": cli_path,
+            "extra_args": list(extra_args),
+            "config": dict(config or {}),
+            "timeout": timeout,
+            "skip_git_repo_check": skip_git_repo_check,
+            "api_key": api_key,
+            "codex_home": codex_home,
+            "max_line_bytes": max_line_bytes,
+            **defaults,
+        }
+        self._running: dict[str, ProcessTransport] = {}
+
+    def capabilities(self) -> list[Capability]:
+        """Streaming (whole messages), tool use, shell, file edits, MCP, interrupt."""
+        return [
+            Capability(name="streaming", type=CapabilityType.SAMPLING),
+            Capability(name="tool_use", type=CapabilityType.TOOL),
+            Capability(name="interrupt", type=CapabilityType.SAMPLING),
+            Capability(name="mcp", type=CapabilityType.TOOL),
+            Capability(name="file_operations", type=CapabilityType.FILE_ACCESS),
+            Capability(name="bash", type=CapabilityType.CODE_EXECUTION),
+        ]
+
+    def validate_config(self) -> None:
+        """Check the permission mode and that the Codex binary can be found."""
+        normalize_permission_mode(self._defaults.get("permission_mode"))
+        self._binary(self._defaults)
+
+    @staticmethod
+    def _binary(o: Mapping[str, Any]) -> str:
+        env = _effective_env(o.get("env"))
+        return resolve_binary(
+            "codex", cli_path=o.get("cli_path"), env_var="ASM_CODEX_CLI", install_hint=INSTALL_HINT, env=env
+        )
+
+    def _options(self, opts: Mapping[str, Any]) -> dict[str, Any]:
+        merged = dict(self._defaults)
+        for key, value in opts.items():
+            if key in ("env", "config") and isinstance(value, Mapping):
+                merged[key] = {**merged.get(key, {}), **value}
+            elif value is not None or key in ("timeout",):
+                merged[key] = value
+        merged["permission_mode"] = normalize_permission_mode(merged.get("permission_mode"))
+        return merged
+
+    def build_argv(self, o: Mapping[str, Any], *, binary: str, thread_id: str | None) -> list[str]:
+        """The command line for one run (the prompt goes to stdin via the trailing ``-``)."""
+        argv = [binary, "exec", "--json"]
+        if o.get("skip_git_repo_check", True):
+            argv.append("--skip-git-repo-check")
+        if o.get("model"):
+            argv += ["-m", str(o["model"])]
+        if o.get("cwd"):
+            argv += ["-C", os.fspath(o["cwd"])]
+        mode = o.get("permission_mode")
+        if mode == PermissionMode.PLAN:
+            argv += ["--sandbox", "read-only"]
+        elif mode == PermissionMode.ACCEPT_EDITS:
+            argv += ["--sandbox", "workspace-write"]
+        elif mode == PermissionMode.FULL_AUTO:
+            argv += ["--sandbox", "workspace-write", "-c", 'approval_policy="never"']
+        elif mode == PermissionMode.DANGEROUSLY_SKIP_PERMISSIONS:
+            argv.append("--dangerously-bypass-approvals-and-sandbox")
+        if o.get("system_prompt"):
+            argv += ["-c", f"developer_instructions={_toml_string(str(o['system_prompt']))}"]
+        for key, value in (o.get("config") or {}).items():
+            argv += ["-c", f"{key}={_toml_value(value)}"]
+        argv += [str(a) for a in o.get("extra_args") or ()]
+        if thread_id:
+            argv += ["resume", thread_id]
+        argv.append("-")
+        return argv
+
+    def _env(self, o: Mapping[str, Any]) -> dict[str, str | None]:
+        """Environment overrides for the child (a ``None`` value removes the variable)."""
+        env = {str(k): None if v is None else str(v) for k, v in (o.get("env") or {}).items()}
+        if o.get("api_key"):
+            env["CODEX_API_KEY"] = str(o["api_key"])
+        if o.get("codex_home"):
+            env["CODEX_HOME"] = os.fspath(o["codex_home"])
+        return env
+
+    async def _baseline(self, o: Mapping[str, Any], session: Session, thread_id: str | None) -> TokenUsage:
+        if thread_id is None:
+            return TokenUsage()
+        explicit = o.get("usage_baseline")
+        if isinstance(explicit, TokenUsage):
+            return explicit
+        if isinstance(explicit, Mapping):
+            return TokenUsage.model_validate(dict(explicit))
+        env = _effective_env(self._env(o))
+        home = Path(env.get("CODEX_HOME") or Path(env.get("HOME") or Path.home()) / ".codex")
+        total = await anyio.to_thread.run_sync(_rollout_total, home, thread_id)
+        if total is not None:
+            return total
+        return _metadata_total(session, thread_id) or TokenUsage()
+
+    async def execute(self, run: Run, session: Session, emit: Emit, **opts: Any) -> ProviderResult:
+        """Run one Codex turn; see the module docstring for the mapping and failure modes."""
+        o = self._options(opts)
+        binary = self._binary(o)
+        thread_id: str | None = o.get("resume_session_id") or o.get("provider_session_id") or None
+        prompt = prompt_from_input(run, None if thread_id else session)
+        baseline = await self._baseline(o, session, thread_id)
+        mapper = CodexStreamMapper(model=o.get("model"), baseline=baseline, resumed=thread_id is not None)
+        argv = self.build_argv(o, binary=binary, thread_id=thread_id)
+        transport = ProcessTransport(
+            argv,
+            cwd=o.get("cwd"),
+            env=self._env(o),
+            stdin=prompt,
+            timeout=o.get("timeout"),
+            max_line_bytes=int(o.get("max_line_bytes") or DEFAULT_MAX_LINE_BYTES),
+            interrupt_first=True,
+            name=self.name,
+            interrupt_grace=float(o.get("interrupt_grace") or 2.0),
+            term_grace=float(o.get("term_grace") or 3.0),
+        )
+        async with transport as proc:
+            self._running[run.id] = proc
+            try:
+                async for obj in proc:
+                    for event in mapper.feed(obj):
+                        await emit(event)
+                code = await proc.wait()
+            finally:
+                self._running.pop(run.id, None)
+            if proc.cancel_requested:
+                raise proc.error(ErrorCode.CANCELLED, "codex run was cancelled", thread_id=mapper.thread_id)
+            if mapper.failure is not None:
+                failure = mapper.failure
+                raise AsmError(failure.code, failure.message, {**proc.error_details(), **failure.details})
+            if not mapper.completed:
+                raise proc.error(
+                    ErrorCode.PROVIDER_ERROR,
+                    f"codex exited with code {code} before the turn completed",
+                    thread_id=mapper.thread_id,
+                )
+        total = mapper.thread_total.model_dump(mode="json") if mapper.thread_total else None
+        return ProviderResult(
+            output={
+                "content": mapper.content,
+                "messages": mapper.messages,
+                "tool_calls": mapper.tool_calls,
+                "stop_reason": "end_turn",
+                "thread_id": mapper.thread_id,
+                "usage_total": total,
+            },
+            token_usage=mapper.usage,
+            provider_session_id=mapper.thread_id,
+            model=o.get("model"),
+            turn_count=mapper.turns,
+        )
+
+    async def cancel(self, run_id: str) -> None:
+        """SIGINT the run's Codex process group, escalating to SIGTERM/SIGKILL; no-op if unknown."""
+        proc = self._running.get(run_id)
+        if proc is not None:
+            await proc.terminate()
+
+
+def _effective_env(overrides: Mapping[str, Any] | None) -> dict[str, str]:
+    """``os.environ`` with ``overrides`` applied (``None`` removes a variable)."""
+    env = dict(os.environ)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
