@@ -36,7 +36,7 @@ import anyio
 from benchmarks import bench_stores as bs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-EXTRA_MODULES = ("benchmarks.bench_postgres", "benchmarks.bench_manager")
+EXTRA_MODULES = ("benchmarks.bench_postgres", "benchmarks.bench_manager", "benchmarks.bench_runtime")
 
 
 def add_row(

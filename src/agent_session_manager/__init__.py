@@ -21,8 +21,16 @@ from .core import (
     SessionStatus,
     TokenUsage,
 )
-from .ports import ArtifactStore, Emit, ProviderAdapter, ProviderEvent, ProviderResult, SessionStore
 from .manager import RunResult, SessionManager
+from .ports import ArtifactStore, Emit, ProviderAdapter, ProviderEvent, ProviderResult, SessionStore
+from .runtime import (
+    ConcurrencyLimiter,
+    ControlOperations,
+    SessionServer,
+    SessionServerStatus,
+    SessionSupervisor,
+    Subscription,
+)
 from .stores import InMemorySessionStore, SQLiteSessionStore, default_store_url, open_store
 
 if TYPE_CHECKING:
@@ -34,6 +42,8 @@ __all__ = (
     "ArtifactStore",
     "AsmError",
     "Capability",
+    "ConcurrencyLimiter",
+    "ControlOperations",
     "CapabilityResolver",
     "CapabilityType",
     "Emit",
@@ -54,8 +64,12 @@ __all__ = (
     "SQLiteSessionStore",
     "Session",
     "SessionManager",
+    "SessionServer",
+    "SessionServerStatus",
     "SessionStatus",
     "SessionStore",
+    "SessionSupervisor",
+    "Subscription",
     "TokenUsage",
     "__version__",
     "default_store_url",
