@@ -16,6 +16,7 @@ __all__ = (
     "resume_id_for",
 )
 
+
 def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
