@@ -107,7 +107,7 @@ class ScriptedAdapter(ProviderAdapter):
     ) -> None:
         if isinstance(scripts, Script):
             scripts = [scripts]
-        self._scripts: list[Script] = list(scripts or [text_script()])
+        self._scripts: list[Script] = list(scripts) if scripts is not None else [text_script()]
         if not self._scripts:
             raise AsmError(ErrorCode.VALIDATION_ERROR, "scripts cannot be empty")
         self._script_for = script_for
@@ -121,6 +121,7 @@ class ScriptedAdapter(ProviderAdapter):
             ]
         )
         self.calls: list[ScriptedCall] = []
+        self._events: dict[int, ProviderEvent] = {}
         self.cancelled: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -133,6 +134,13 @@ class ScriptedAdapter(ProviderAdapter):
     def capabilities(self) -> list[Capability]:
         """The declared capabilities."""
         return list(self._capabilities)
+
+    def _provider_event(self, step: Step) -> ProviderEvent:
+        # Validated once per step: scripts replay the same steps for every run.
+        event = self._events.get(id(step))
+        if event is None or event.type != step.type:
+            event = self._events[id(step)] = ProviderEvent(type=step.type, data=dict(step.data))
+        return event
 
     def _pick(self, run: Run) -> Script:
         if self._script_for is not None:
@@ -206,7 +214,7 @@ class ScriptedAdapter(ProviderAdapter):
                     break
                 if isinstance(step, Step):
                     await self._pause(step.delay, wake, run.id)
-                    event = ProviderEvent(type=step.type, data=dict(step.data))
+                    event = self._provider_event(step)
                 else:
                     event = step
                 await emit(event)
@@ -214,7 +222,6 @@ class ScriptedAdapter(ProviderAdapter):
             if script.block:
                 await self._block(wake, run.id)
             if script.error is not None:
-                call.outcome = "error"
                 raise script.error
             call.outcome = "completed"
             return script.result or ProviderResult(output={"content": "", "stop_reason": "end_turn"})
@@ -223,6 +230,9 @@ class ScriptedAdapter(ProviderAdapter):
             raise
         except anyio.get_cancelled_exc_class():
             call.outcome = "cancelled"
+            raise
+        except Exception:
+            call.outcome = "error"
             raise
         finally:
             self.in_flight -= 1
