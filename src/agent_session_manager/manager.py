@@ -16,17 +16,16 @@ The only state kept between calls is the set of runs executing in this process (
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
-from pydantic import Field
 
+from ._execution import EventCallback, Inflight, RunExecution, RunResult, as_input
 from .core import (
     AsmError,
     Capability,
@@ -39,178 +38,24 @@ from .core import (
     RunStatus,
     Session,
     SessionStatus,
-    TokenUsage,
 )
-from .core._base import DomainModel
-from .core.enums import RUN_STATUS_EVENT, TERMINAL_RUN_EVENTS
 from .core.redaction import redact, redact_data
 from .core.transcript import build_transcript
-from .ports import ProviderAdapter, ProviderEvent, ProviderResult, SessionStore
+from .ports import ProviderAdapter, ProviderResult, SessionStore
 
 __all__ = ("EventCallback", "RunResult", "SessionManager")
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[Event], Any]
-"""A plain or async callable receiving each persisted :class:`Event`."""
-
+# How many pending-run cancels this manager remembers, to refuse a racing execute_run.
+_CANCELLED_MEMORY = 4096
 _CONTINUATION_MODES = frozenset({"auto", "replay", "native"})
-
-
-class RunResult(DomainModel):
-    """The outcome of a successful run.
-
-    ``output`` holds ``content``, ``tool_calls`` and ``stop_reason``; ``events`` are the run's
-    persisted events (with sequence numbers) written during this execution.
-    """
-
-    session_id: str
-    run_id: str
-    output: dict[str, Any] = Field(default_factory=dict)
-    token_usage: TokenUsage = Field(default_factory=TokenUsage)
-    cost_usd: float | None = None
-    events: list[Event] = Field(default_factory=list)
-    provider_session_id: str | None = None
-    model: str | None = None
-    policy: dict[str, Any] | None = None
-    workspace: dict[str, Any] | None = None
-
-
-@dataclass(eq=False)
-class _Inflight:
-    scope: anyio.CancelScope
-    done: anyio.Event = field(default_factory=anyio.Event)
-    cancel_requested: bool = False
-
-
-def _as_input(value: str | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, str):
-        if not value.strip():
-            raise AsmError(ErrorCode.INVALID_INPUT, "prompt cannot be empty")
-        return {"prompt": value}
-    if isinstance(value, dict):
-        return dict(value)
-    raise AsmError(ErrorCode.INVALID_INPUT, f"run input must be a str or a dict, got {type(value).__name__}")
-
-
-def _input_messages(run_input: dict[str, Any]) -> list[dict[str, str]]:
-    messages = run_input.get("messages")
-    out: list[dict[str, str]] = []
-    if isinstance(messages, list):
-        for msg in messages:
-            if not isinstance(msg, dict):
-                continue
-            content = msg.get("content")
-            if content is None or content == "":
-                continue
-            text = content if isinstance(content, str) else repr(content)
-            out.append({"role": str(msg.get("role") or "user").lower(), "content": text})
-    elif isinstance(run_input.get("prompt"), str) and run_input["prompt"]:
-        out.append({"role": "user", "content": run_input["prompt"]})
-    return out
-
-
-class _RunExecution:
-    """Per-call state of one ``execute_run``: persists events in the guaranteed order."""
-
-    def __init__(
-        self,
-        manager: SessionManager,
-        run: Run,
-        session: Session,
-        on_event: EventCallback | None,
-    ) -> None:
-        self.manager = manager
-        self.run = run
-        self.session = session
-        self.on_event = on_event
-        self.events: list[Event] = []
-        self.started: Event | None = None
-        self.provider_info: dict[str, Any] = {}
-        self.terminal_data: dict[str, Any] = {}
-        self._lock = anyio.Lock()
-
-    def _event(
-        self,
-        type_: EventType,
-        data: dict[str, Any],
-        metadata: dict[str, Any] | None = None,
-        timestamp: datetime | None = None,
-    ) -> Event:
-        fields: dict[str, Any] = {
-            "type": type_,
-            "session_id": self.run.session_id,
-            "run_id": self.run.id,
-            "data": redact_data(data) if self.manager.redact_secrets else data,
-            "metadata": {**(metadata or {}), "provider": self.manager.adapter.name},
-            "provider": self.manager.adapter.name,
-        }
-        if timestamp is not None and timestamp.tzinfo is not None:
-            fields["timestamp"] = timestamp
-        return Event(**fields)
-
-    async def _deliver(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
-        if self.on_event is not None:
-            for event in events:
-                outcome = self.on_event(event)
-                if inspect.isawaitable(outcome):
-                    await outcome
-
-    async def ensure_started(self, data: dict[str, Any] | None = None) -> Event:
-        if self.started is not None:
-            return self.started
-        info = dict(data or {})
-        info.setdefault("provider", self.manager.adapter.name)
-        started = self._event(EventType.RUN_STARTED, info)
-        batch = [started] + [
-            self._event(EventType.MESSAGE_SENT, msg) for msg in _input_messages(self.run.input)
-        ]
-        stored = await self.manager.store.append_events(batch)
-        self.started = stored[0]
-        await self._deliver(stored)
-        return self.started
-
-    def _note_provider_info(self, data: dict[str, Any]) -> None:
-        psid = data.get("provider_session_id") or data.get("session_id") or data.get("thread_id")
-        if isinstance(psid, str) and psid:
-            self.provider_info.setdefault("provider_session_id", psid)
-        for key in ("model", "tools"):
-            if data.get(key) is not None:
-                self.provider_info.setdefault(key, data[key])
-
-    async def emit(self, pe: ProviderEvent) -> Event:
-        async with self._lock:
-            if pe.type is EventType.RUN_STARTED:
-                self._note_provider_info(pe.data)
-                return await self.ensure_started(pe.data)
-            if pe.type in TERMINAL_RUN_EVENTS:
-                # The manager owns the single terminal event; keep the adapter's details.
-                self.terminal_data.update(pe.data)
-                return self._event(pe.type, pe.data, pe.metadata, pe.timestamp)
-            await self.ensure_started()
-            stored = await self.manager.store.append_event(
-                self._event(pe.type, pe.data, pe.metadata, pe.timestamp)
-            )
-            await self._deliver([stored])
-            return stored
-
-    async def finish(self, status: RunStatus, data: dict[str, Any], **run_updates: Any) -> Run:
-        """Write the one terminal event, then the terminal run (recovery relies on this order)."""
-        async with self._lock:
-            await self.ensure_started()
-            current = await self.manager.store.get_run(self.run.id)
-            if current.status.is_terminal:
-                # Finalized elsewhere (e.g. a cross-process cancel): never write a second terminal.
-                self.run = current
-                return current
-            event = self._event(RUN_STATUS_EVENT[status], {**self.terminal_data, **data})
-            stored = await self.manager.store.append_event(event)
-            metadata = {**self.run.metadata, "provider": self.manager.adapter.name, **self.provider_info}
-            self.run = self.run.with_status(status, metadata=metadata, **run_updates)
-            await self.manager.store.save_run(self.run)
-            await self._deliver([stored])
-            return self.run
+_CONTINUATION_OPTS = frozenset({"max_messages", "max_chars", "max_tokens_approx"})
+_STATUS_FOR_ERROR = {
+    ErrorCode.CANCELLED: RunStatus.CANCELLED,
+    ErrorCode.TIMEOUT: RunStatus.TIMEOUT,
+    ErrorCode.PROVIDER_TIMEOUT: RunStatus.TIMEOUT,
+}
 
 
 class SessionManager:
@@ -236,7 +81,9 @@ class SessionManager:
         self.adapter = adapter
         self.redact_secrets = redact_secrets
         self.cancel_grace = cancel_grace
-        self._inflight: dict[str, _Inflight] = {}
+        self._inflight: dict[str, Inflight] = {}
+        self._cancelled_pending: OrderedDict[str, None] = OrderedDict()
+        self._claim_lock = anyio.Lock()
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -329,7 +176,7 @@ class SessionManager:
             AsmError: ``session_not_found``; ``invalid_operation`` for a finished session;
                 ``missing_required_capability`` when negotiation fails; ``invalid_input``.
         """
-        run_input = _as_input(input)
+        run_input = as_input(input)
         session = await self.store.get_session(session_id)
         if session.status.is_terminal:
             raise AsmError(
@@ -367,16 +214,25 @@ class SessionManager:
     async def _session_for_adapter(
         self, session: Session, continuation: bool | str | None, continuation_opts: dict[str, Any] | None
     ) -> tuple[Session, dict[str, Any]]:
-        if continuation in (None, False):
+        if continuation is None or continuation is False:
             return session, {}
         mode = "auto" if continuation is True else continuation
-        if mode not in _CONTINUATION_MODES:
+        if not isinstance(mode, str) or mode not in _CONTINUATION_MODES:
             raise AsmError(
                 ErrorCode.VALIDATION_ERROR,
                 f"continuation must be False, True, 'auto', 'replay' or 'native'; got {continuation!r}",
             )
+        opts = dict(continuation_opts or {})
+        unknown = sorted(set(opts) - _CONTINUATION_OPTS)
+        if unknown:
+            raise AsmError(
+                ErrorCode.VALIDATION_ERROR,
+                f"unknown continuation_opts: {', '.join(unknown)}",
+                {"unknown": unknown, "valid": sorted(_CONTINUATION_OPTS)},
+            )
         extra: dict[str, Any] = {}
-        entry = session.metadata.get("provider_sessions", {}).get(self.adapter.name, {})
+        sessions = session.metadata.get("provider_sessions")
+        entry = sessions.get(self.adapter.name) if isinstance(sessions, dict) else None
         native_id = entry.get("provider_session_id") if isinstance(entry, dict) else None
         if mode == "native" and not native_id:
             raise AsmError(
@@ -387,9 +243,9 @@ class SessionManager:
         if mode in ("native", "auto") and native_id:
             extra["resume_session_id"] = native_id
             return session, extra
-        opts = dict(continuation_opts or {})
+        # build_transcript validates the limits (validation_error) before anything changes.
         events = await self.store.get_events(session.id)
-        transcript = build_transcript(events, **opts)
+        transcript = build_transcript(events, session_id=session.id, **opts)
         context = {**session.context, "transcript": transcript.model_dump(mode="json")}
         return session.model_copy(update={"context": context}), extra
 
@@ -408,59 +264,81 @@ class SessionManager:
     ) -> RunResult:
         """Execute a pending run through the provider and persist everything it reports.
 
+        ``on_event`` (plain or async) receives each persisted event. If it raises while the
+        run executes, the exception reaches the adapter through ``emit`` and the run ends
+        ``failed`` (``internal_error``, or the callback's own code if it raised ``AsmError``);
+        if it raises while the run is being finalized, the error is logged and ignored.
+
         Returns:
             The :class:`RunResult` of a completed run.
 
         Raises:
             AsmError: the provider's error (run ``failed``); ``cancelled`` (run ``cancelled``);
                 ``timeout``/``provider_timeout`` (run ``timeout``); ``run_not_found``,
-                ``invalid_transition`` (run not pending; nothing changed).
+                ``invalid_transition`` (run not pending; nothing changed); ``validation_error``
+                (bad ``timeout``, ``continuation`` or ``continuation_opts``; nothing changed);
+                ``capability_not_supported`` (policy/workspace options; nothing changed).
         """
         if timeout is not None and (
-            not isinstance(timeout, int | float) or not timeout > 0 or not math.isfinite(timeout)
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not timeout > 0
+            or not math.isfinite(timeout)
         ):
             raise AsmError(ErrorCode.VALIDATION_ERROR, f"timeout must be a positive number, got {timeout!r}")
         self._check_unsupported(policy, policies, workspace)
         run = await self.store.get_run(run_id)
         session = await self.store.get_session(run.session_id)
-        if run.status is not RunStatus.PENDING:
-            raise AsmError(
-                ErrorCode.INVALID_TRANSITION,
-                f"Run {run_id} is {run.status.value}; only pending runs can execute",
-                {"run_id": run_id, "status": run.status.value},
-            )
+        self._check_pending(run)
         adapter_session, extra_opts = await self._session_for_adapter(
             session, continuation, continuation_opts
         )
         opts = {**extra_opts, **(adapter_opts or {})}
 
-        run = run.with_status(RunStatus.RUNNING)
-        await self.store.save_run(run)
-        execution = _RunExecution(self, run, session, on_event)
-        inflight = _Inflight(scope=anyio.CancelScope())
-        self._inflight[run_id] = inflight
+        async with self._claim_lock:
+            # A concurrent cancel_run/execute_run of this manager may have claimed the run while
+            # the continuation was being prepared; both leave a mark here (no second read).
+            if run_id in self._inflight or run_id in self._cancelled_pending:
+                raise AsmError(
+                    ErrorCode.INVALID_TRANSITION,
+                    f"Run {run_id} was claimed by a concurrent cancel_run or execute_run",
+                    {"run_id": run_id},
+                )
+            run = run.with_status(RunStatus.RUNNING)
+            await self.store.save_run(run)
+            inflight = Inflight(scope=anyio.CancelScope())
+            self._inflight[run_id] = inflight
+        execution = RunExecution(self, run, session, on_event)
         try:
             return await self._drive(execution, adapter_session, opts, inflight, timeout)
         finally:
             self._inflight.pop(run_id, None)
             inflight.done.set()
 
+    @staticmethod
+    def _check_pending(run: Run) -> None:
+        if run.status is not RunStatus.PENDING:
+            raise AsmError(
+                ErrorCode.INVALID_TRANSITION,
+                f"Run {run.id} is {run.status.value}; only pending runs can execute",
+                {"run_id": run.id, "status": run.status.value},
+            )
+
     async def _drive(
         self,
-        execution: _RunExecution,
+        execution: RunExecution,
         session: Session,
         opts: dict[str, Any],
-        inflight: _Inflight,
+        inflight: Inflight,
         timeout: float | None,
     ) -> RunResult:
         run = execution.run
         result: ProviderResult | None = None
         error: AsmError | None = None
-        deadline_hit = False
         try:
             with inflight.scope:
                 if timeout is not None:
-                    inflight.scope.deadline = anyio.current_time() + timeout
+                    inflight.scope.deadline = min(inflight.scope.deadline, anyio.current_time() + timeout)
                 try:
                     result = await self.adapter.execute(run, session, execution.emit, **opts)
                 except AsmError as exc:
@@ -468,14 +346,14 @@ class SessionManager:
                 except anyio.get_cancelled_exc_class():
                     raise
                 except Exception as exc:
-                    log.exception("provider %s crashed executing %s", self.adapter.name, run.id)
-                    error = AsmError(
-                        ErrorCode.INTERNAL_ERROR,
-                        f"provider {self.adapter.name} raised {type(exc).__name__}: {redact(str(exc))}",
-                        {"exception": type(exc).__name__},
-                    )
-            if inflight.scope.cancelled_caught:
-                deadline_hit = not inflight.cancel_requested
+                    if exc is execution.callback_error:
+                        message = f"on_event callback raised {type(exc).__name__}: {redact(str(exc))}"
+                    else:
+                        log.exception("provider %s crashed executing %s", self.adapter.name, run.id)
+                        message = (
+                            f"provider {self.adapter.name} raised {type(exc).__name__}: {redact(str(exc))}"
+                        )
+                    error = AsmError(ErrorCode.INTERNAL_ERROR, message, {"exception": type(exc).__name__})
         except BaseException:
             # Our caller was cancelled: finalize as cancelled (shielded), then propagate.
             with anyio.CancelScope(shield=True):
@@ -485,36 +363,70 @@ class SessionManager:
                     error={"code": "cancelled", "message": "run cancelled"},
                 )
             raise
+        # The scope is cancelled by the timeout= deadline or by cancel_run's grace period. An
+        # adapter may turn that cancellation into an AsmError, so look at cancel_called too.
+        deadline_hit = not inflight.cancel_requested and (
+            inflight.scope.cancelled_caught or (inflight.scope.cancel_called and result is None)
+        )
 
         with anyio.CancelScope(shield=True):
-            if inflight.cancel_requested:
-                await execution.finish(
-                    RunStatus.CANCELLED, {}, error={"code": "cancelled", "message": "run cancelled"}
+            if inflight.cancel_requested or (error is not None and error.code is ErrorCode.CANCELLED):
+                reason = (
+                    "cancel requested"
+                    if inflight.cancel_requested
+                    else redact(error.message if error else "")
                 )
-                raise AsmError(ErrorCode.CANCELLED, f"Run {run.id} was cancelled", {"run_id": run.id})
+                done = await execution.finish(
+                    RunStatus.CANCELLED,
+                    {"reason": reason},
+                    error={"code": "cancelled", "message": "run cancelled"},
+                )
+                self._raise_for(done, error)
             if deadline_hit or (
                 error is not None and error.code in (ErrorCode.TIMEOUT, ErrorCode.PROVIDER_TIMEOUT)
             ):
                 err = error or AsmError(ErrorCode.TIMEOUT, f"Run {run.id} exceeded its timeout of {timeout}s")
-                await execution.finish(
+                if deadline_hit and err.code not in (ErrorCode.TIMEOUT, ErrorCode.PROVIDER_TIMEOUT):
+                    err = AsmError(ErrorCode.TIMEOUT, f"Run {run.id} exceeded its timeout of {timeout}s")
+                done = await execution.finish(
                     RunStatus.TIMEOUT,
                     {"error_code": err.code.value, "error_message": redact(err.message)},
                     error={"code": err.code.value, "message": redact(err.message)},
                 )
-                raise err
+                self._raise_for(done, err)
             if error is not None or result is None:
                 err = error or AsmError(ErrorCode.INTERNAL_ERROR, "provider returned no result")
                 details = redact_data(err.details)
-                await execution.finish(
+                done = await execution.finish(
                     RunStatus.FAILED,
                     {"error_code": err.code.value, "error_message": redact(err.message)},
                     error={"code": err.code.value, "message": redact(err.message), "details": details},
                 )
-                raise err
+                self._raise_for(done, err)
             return await self._complete(execution, result)
-        raise AsmError(ErrorCode.INTERNAL_ERROR, "unreachable: shielded finalization did not return")
+        raise AsmError(  # pragma: no cover - a shielded scope does not swallow exceptions
+            ErrorCode.INTERNAL_ERROR, "unreachable: shielded finalization did not return"
+        )
 
-    async def _complete(self, execution: _RunExecution, result: ProviderResult) -> RunResult:
+    @staticmethod
+    def _raise_for(run: Run, error: AsmError | None = None) -> NoReturn:
+        """Raise the error matching the run's stored terminal status.
+
+        ``error`` is raised when it describes that status; a run finalized elsewhere (for
+        example cancelled by another process) raises according to its stored status.
+        """
+        if run.status is RunStatus.CANCELLED:
+            if error is not None and error.code is ErrorCode.CANCELLED:
+                raise error
+            raise AsmError(ErrorCode.CANCELLED, f"Run {run.id} was cancelled", {"run_id": run.id})
+        if error is not None and _STATUS_FOR_ERROR.get(error.code, RunStatus.FAILED) is run.status:
+            raise error
+        stored = run.error or {}
+        code = stored.get("code") or ErrorCode.INTERNAL_ERROR
+        message = stored.get("message") or f"Run {run.id} was finalized as {run.status.value}"
+        raise AsmError(code, str(message), {"run_id": run.id, "status": run.status.value})
+
+    async def _complete(self, execution: RunExecution, result: ProviderResult) -> RunResult:
         if result.provider_session_id:
             execution.provider_info["provider_session_id"] = result.provider_session_id
         if result.model:
@@ -535,12 +447,13 @@ class SessionManager:
             turn_count=result.turn_count,
         )
         if run.status is not RunStatus.COMPLETED:
-            raise AsmError(ErrorCode.CANCELLED, f"Run {run.id} was finalized as {run.status.value}")
+            self._raise_for(run)
         psid = execution.provider_info.get("provider_session_id")
         model = execution.provider_info.get("model")
         if psid or model:
             session = await self.store.get_session(run.session_id)
-            sessions = dict(session.metadata.get("provider_sessions") or {})
+            sessions = session.metadata.get("provider_sessions")
+            sessions = dict(sessions) if isinstance(sessions, dict) else {}
             sessions[self.adapter.name] = {"provider_session_id": psid, "model": model}
             await self.store.save_session(
                 session.with_metadata(provider_session_id=psid, model=model, provider_sessions=sessions)
@@ -556,6 +469,12 @@ class SessionManager:
             model=model,
         )
 
+    async def _ask_adapter_to_cancel(self, run_id: str) -> None:
+        try:
+            await self.adapter.cancel(run_id)
+        except Exception as exc:  # the run is finalized regardless; a broken cancel must not stop that
+            log.warning("adapter cancel of %s failed: %s", run_id, exc)
+
     async def cancel_run(self, run_id: str) -> str:
         """Cancel a pending or executing run; it ends ``cancelled`` with one ``run_cancelled``.
 
@@ -566,37 +485,39 @@ class SessionManager:
         Raises:
             AsmError: ``run_not_found``.
         """
-        run = await self.store.get_run(run_id)
-        inflight = self._inflight.get(run_id)
-        if inflight is not None:
+        async with self._claim_lock:
+            # Under the claim lock no execute_run of this manager can start (or have its
+            # inflight entry half-registered) while the run's state is read and written.
+            inflight = self._inflight.get(run_id)
+            run = await self.store.get_run(run_id)
+            if inflight is None:
+                if run.status.is_terminal:
+                    return run_id
+                if run.status is RunStatus.RUNNING:
+                    # Owned by another process or manager: ask the provider, then record the outcome.
+                    await self._ask_adapter_to_cancel(run_id)
+                await self.store.append_event(
+                    Event(
+                        type=EventType.RUN_CANCELLED,
+                        session_id=run.session_id,
+                        run_id=run.id,
+                        data={"reason": "cancel requested"},
+                        provider=self.adapter.name,
+                    )
+                )
+                await self.store.save_run(
+                    run.with_status(
+                        RunStatus.CANCELLED, error={"code": "cancelled", "message": "run cancelled"}
+                    )
+                )
+                self._cancelled_pending[run_id] = None
+                while len(self._cancelled_pending) > _CANCELLED_MEMORY:
+                    self._cancelled_pending.popitem(last=False)
+                return run_id
             inflight.cancel_requested = True
-            try:
-                await self.adapter.cancel(run_id)
-            except AsmError as exc:
-                log.warning("adapter cancel of %s failed: %s", run_id, exc)
-            inflight.scope.deadline = min(inflight.scope.deadline, anyio.current_time() + self.cancel_grace)
-            await inflight.done.wait()
-            return run_id
-        if run.status.is_terminal:
-            return run_id
-        if run.status is RunStatus.RUNNING:
-            # Owned by another process or manager: ask the provider, then record the outcome.
-            try:
-                await self.adapter.cancel(run_id)
-            except AsmError as exc:
-                log.warning("adapter cancel of %s failed: %s", run_id, exc)
-        await self.store.append_event(
-            Event(
-                type=EventType.RUN_CANCELLED,
-                session_id=run.session_id,
-                run_id=run.id,
-                data={},
-                provider=self.adapter.name,
-            )
-        )
-        await self.store.save_run(
-            run.with_status(RunStatus.CANCELLED, error={"code": "cancelled", "message": "run cancelled"})
-        )
+        await self._ask_adapter_to_cancel(run_id)
+        inflight.scope.deadline = min(inflight.scope.deadline, anyio.current_time() + self.cancel_grace)
+        await inflight.done.wait()
         return run_id
 
     async def run_once(
@@ -619,7 +540,7 @@ class SessionManager:
         The session ends ``completed`` on success, ``cancelled`` when the run was cancelled
         and ``failed`` otherwise; the run's error is re-raised.
         """
-        run_input = _as_input(input)
+        run_input = as_input(input)
         session = await self.start_session(agent_id, context=context, metadata=metadata, tags=tags)
         session = await self.activate_session(session.id)
         try:

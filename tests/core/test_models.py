@@ -157,7 +157,7 @@ def test_event_types_cover_the_anchor_and_approvals() -> None:
 )
 def test_models_are_frozen(model: Any, field: str, value: Any) -> None:
     before = getattr(model, field)
-    with pytest.raises((pydantic.ValidationError, AsmError)):
+    with pytest.raises(AsmError):
         setattr(model, field, value)
     assert getattr(model, field) == before
 

@@ -115,19 +115,20 @@ def test_explicit_timestamps_are_kept() -> None:
     assert run.with_status(R.FAILED, ended_at=t).ended_at == t
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core bug: with_status(**updates) uses model_copy, which skips validation"
-)
 def test_with_status_validates_updates() -> None:
     with pytest.raises(AsmError) as info:
         Run(session_id="ses_1").with_status(R.RUNNING, turn_count=-1)
     assert info.value.code is ErrorCode.VALIDATION_ERROR
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: an update named 'status' bypasses the state machine")
 def test_with_status_updates_cannot_override_status() -> None:
     pending = Run(session_id="ses_1")
-    assert pending.with_status(R.RUNNING, status=R.COMPLETED).status is R.RUNNING
+    with pytest.raises(TypeError):
+        pending.with_status(R.RUNNING, status=R.COMPLETED)  # type: ignore[misc]
+    with pytest.raises(AsmError) as info:
+        pending.with_status(R.RUNNING, id="run_other")
+    assert info.value.code is ErrorCode.VALIDATION_ERROR
+    assert pending.status is R.PENDING
 
 
 @settings(max_examples=150, deadline=None)

@@ -46,6 +46,16 @@ class DomainModel(BaseModel):
         except pydantic.ValidationError as exc:
             raise _to_asm_error(exc, type(self).__name__) from None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except pydantic.ValidationError as exc:
+            raise AsmError(
+                ErrorCode.VALIDATION_ERROR,
+                f"{type(self).__name__} is immutable; use model_copy or with_* methods",
+                {"field": name},
+            ) from exc
+
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         """Validate ``obj``; failures raise ``AsmError(validation_error)``."""

@@ -218,5 +218,10 @@ class Registry:
 
     def filter_by_capability(self, capability_type: CapabilityType | str) -> builtins.list[Manifest]:
         """Manifests with an enabled capability of ``capability_type``, sorted by name."""
-        wanted = CapabilityType(capability_type)
+        try:
+            wanted = CapabilityType(capability_type)
+        except ValueError:
+            raise AsmError(
+                ErrorCode.INVALID_CAPABILITY_TYPE, f"Invalid capability type: {capability_type!r}"
+            ) from None
         return [m for m in self.list() if any(c.type is wanted for c in m.enabled_capabilities())]

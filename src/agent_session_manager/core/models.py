@@ -16,6 +16,7 @@ from pydantic import (
 
 from ._base import DomainModel, new_id, utc_now
 from .enums import EventType, RunStatus, SessionStatus
+from .errors import AsmError, ErrorCode
 from .state import check_run_transition, check_session_transition
 
 __all__ = ("Event", "NonEmptyStr", "Run", "Session", "TokenUsage")
@@ -134,12 +135,17 @@ class Run(DomainModel):
     def with_status(self, status: RunStatus | str, **updates: Any) -> Run:
         """Return a copy in ``status`` (with extra field ``updates``); raises if illegal."""
         new = check_run_transition(self.status, status)
+        if "id" in updates:
+            raise AsmError(ErrorCode.VALIDATION_ERROR, "with_status updates cannot change the run's id")
         now = utc_now()
-        fields: dict[str, Any] = {"status": new, **updates}
+        fields: dict[str, Any] = {**updates, "status": new}
         if new is RunStatus.RUNNING:
             fields.setdefault("started_at", now)
         if new.is_terminal:
             fields.setdefault("ended_at", now)
+        if updates:
+            # Field updates are validated like a fresh model (model_copy would skip that).
+            return Run.model_validate({**dict(self), **fields})
         return self.model_copy(update=fields)
 
     def with_metadata(self, **updates: Any) -> Run:

@@ -15,14 +15,17 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"),
     re.compile(r"sgamp_[A-Za-z0-9_\-]{8,}"),
 )
-# Cheap pre-check so ordinary text skips the regex passes.
-_HINT = re.compile(r"(?i)sk-|bearer|api[_-]?key|token|secret|password|gh[pousr]_|sgamp_")
+# Cheap pre-check on the lower-cased text so ordinary text skips the regex passes.
+_HINT = re.compile("sk-|bearer|key|token|secret|password|gh[pousr]_|sgamp_")
+_MIN_SECRET = 8
 _REDACTED = "[REDACTED]"
 
 
 def redact(text: str) -> str:
     """Replace known secret/token patterns in ``text`` with ``[REDACTED]``."""
-    if not _HINT.search(text):
+    if len(text) < _MIN_SECRET:
+        return text
+    if _HINT.search(text.lower()) is None:
         return text
     for pattern in _SECRET_PATTERNS:
         if pattern.groups:

@@ -9,6 +9,7 @@ tool call and ``tool_call_completed``/``tool_call_failed`` a tool message. Incre
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from pydantic import Field
 
 from ._base import DomainModel
 from .enums import EventType
+from .errors import AsmError, ErrorCode
 from .models import Event
 
 __all__ = ("Transcript", "TranscriptMessage", "build_transcript")
@@ -44,13 +46,30 @@ class Transcript(DomainModel):
     last_timestamp: datetime | None = None
     pending_stream: str = ""
 
-    def extend(self, events: Iterable[Event], **limits: Any) -> Transcript:
-        """Return a transcript with ``events`` after ``last_sequence`` applied, then truncated."""
+    def extend(
+        self,
+        events: Iterable[Event],
+        *,
+        max_messages: int | None = None,
+        max_chars: int | None = None,
+        max_tokens_approx: int | None = None,
+    ) -> Transcript:
+        """Return a transcript with ``events`` after ``last_sequence`` applied, then truncated.
+
+        Truncation keeps the most recent messages within every limit given (``max_chars`` and
+        ``max_tokens_approx`` — about 4 characters a token — count text, tool names, inputs
+        and outputs). Limits are positive integers or ``None``; anything else raises
+        ``AsmError(validation_error)``. Extending a truncated transcript with the same limits
+        gives the same messages as rebuilding from every event.
+        """
         messages = list(self.messages)
         buffer = self.pending_stream
         last_seq = self.last_sequence
         last_ts = self.last_timestamp
-        for event in sorted(events, key=lambda e: e.sequence_number or 0):
+        # Stored events by sequence number; events not (yet) stored after them, in time order.
+        for event in sorted(
+            events, key=lambda e: (e.sequence_number is None, e.sequence_number or 0, e.timestamp)
+        ):
             seq = event.sequence_number or 0
             if seq and seq <= self.last_sequence:
                 continue
@@ -59,7 +78,9 @@ class Transcript(DomainModel):
             last_ts = event.timestamp
         return Transcript(
             session_id=self.session_id,
-            messages=_truncate(messages, **limits),
+            messages=_truncate(
+                messages, max_messages=max_messages, max_chars=max_chars, max_tokens_approx=max_tokens_approx
+            ),
             last_sequence=last_seq,
             last_timestamp=last_ts,
             pending_stream=buffer,
@@ -68,6 +89,22 @@ class Transcript(DomainModel):
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ("" if value is None else repr(value))
+
+
+def _first(data: dict[str, Any], *keys: str) -> Any:
+    """The first non-None value among ``keys`` (canonical key first, then provider aliases)."""
+    for key in keys:
+        if data.get(key) is not None:
+            return data[key]
+    return None
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _tool_call_id(data: dict[str, Any]) -> str | None:
+    return _opt_str(_first(data, "tool_call_id", "tool_use_id", "call_id"))
 
 
 def _apply(messages: list[TranscriptMessage], buffer: str, event: Event) -> str:
@@ -84,16 +121,19 @@ def _apply(messages: list[TranscriptMessage], buffer: str, event: Event) -> str:
         content = _text(data.get("content")) or (buffer if role == "assistant" else "")
         if role not in ("system", "user", "assistant", "tool"):
             role = default
+        if buffer and role != "assistant":
+            # Deltas of an answer that never got its final message stay before the next turn.
+            messages.append(TranscriptMessage(role="assistant", content=buffer, **common))
         if content:
             messages.append(TranscriptMessage(role=role, content=content, **common))
         return ""
     if kind is EventType.TOOL_CALL_STARTED:
-        tool_input = data.get("tool_input")
+        tool_input = _first(data, "tool_input", "input", "arguments")
         messages.append(
             TranscriptMessage(
                 role="assistant",
-                tool_call_id=data.get("tool_call_id"),
-                tool_name=data.get("tool_name"),
+                tool_call_id=_tool_call_id(data),
+                tool_name=_opt_str(data.get("tool_name")),
                 tool_input=tool_input if isinstance(tool_input, dict) else None,
                 **common,
             )
@@ -102,9 +142,9 @@ def _apply(messages: list[TranscriptMessage], buffer: str, event: Event) -> str:
         messages.append(
             TranscriptMessage(
                 role="tool",
-                tool_call_id=data.get("tool_call_id"),
-                tool_name=data.get("tool_name"),
-                tool_output=data.get("tool_output"),
+                tool_call_id=_tool_call_id(data),
+                tool_name=_opt_str(data.get("tool_name")),
+                tool_output=_first(data, "tool_output", "output", "content", "result"),
                 **common,
             )
         )
@@ -120,6 +160,27 @@ def _apply(messages: list[TranscriptMessage], buffer: str, event: Event) -> str:
     return buffer
 
 
+def _size(msg: TranscriptMessage) -> int:
+    """Characters a message costs against a budget: its text, tool name, input and output."""
+    size = len(msg.content or "") + len(msg.tool_name or "")
+    if msg.tool_input:
+        size += len(json.dumps(msg.tool_input, default=str))
+    if msg.tool_output is not None:
+        output = msg.tool_output
+        size += len(output) if isinstance(output, str) else len(json.dumps(output, default=str))
+    return size
+
+
+def _check_limit(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AsmError(
+            ErrorCode.VALIDATION_ERROR, f"{name} must be a positive integer or None, got {value!r}"
+        )
+    return value
+
+
 def _truncate(
     messages: list[TranscriptMessage],
     *,
@@ -127,15 +188,20 @@ def _truncate(
     max_chars: int | None = None,
     max_tokens_approx: int | None = None,
 ) -> list[TranscriptMessage]:
-    if max_messages is not None and max_messages > 0:
+    """Keep the longest suffix within every given limit (tokens are approximated as chars / 4)."""
+    max_messages = _check_limit("max_messages", max_messages)
+    max_chars = _check_limit("max_chars", max_chars)
+    max_tokens_approx = _check_limit("max_tokens_approx", max_tokens_approx)
+    if max_messages is not None:
         messages = messages[-max_messages:]
-    budget = max_chars if max_chars is not None else (max_tokens_approx * 4 if max_tokens_approx else None)
-    if budget is None:
+    budgets = [b for b in (max_chars, max_tokens_approx * 4 if max_tokens_approx else None) if b is not None]
+    if not budgets:
         return messages
+    budget = min(budgets)
     kept: list[TranscriptMessage] = []
     used = 0
     for msg in reversed(messages):
-        size = len(msg.content) if msg.content else len(msg.tool_name or "")
+        size = _size(msg)
         if used + size > budget:
             break
         used += size
