@@ -128,7 +128,8 @@ class PostgresServer:
     def url_for(self, database: str | None = None) -> str:
         """A ``postgresql://`` URL (TCP, with password) for ``database``."""
         db = quote(database or self.database, safe="")
-        return f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{self.host}:{self.port}/{db}"
+        auth = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{db}"
 
     def socket_url_for(self, database: str | None = None) -> str:
         """A ``postgresql://`` URL that connects through the unix socket."""
@@ -146,7 +147,7 @@ class PostgresServer:
 
     @property
     def dsn(self) -> str:
-        """libpq key/value conninfo of the default database over TCP."""
+        """The libpq key/value conninfo of the default database over TCP."""
         return (
             f"host={self.host} port={self.port} user={self.user} "
             f"password={self.password} dbname={self.database}"
@@ -154,7 +155,7 @@ class PostgresServer:
 
     @property
     def socket_dsn(self) -> str:
-        """libpq key/value conninfo of the default database over the unix socket."""
+        """The libpq key/value conninfo of the default database over the unix socket."""
         return (
             f"host={self.socket_dir} port={self.port} user={self.user} "
             f"password={self.password} dbname={self.database}"
@@ -249,9 +250,10 @@ class PostgresServer:
             "max_connections": "200",
             "shared_buffers": "128MB",
             "log_min_messages": "warning",
-            **({} if self.durable else {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}),
             **self.settings,
         }
+        if not self.durable:
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         for _attempt in range(5):
             self.port = _free_port()
             opts = " ".join(f"-c {k}={v}" for k, v in {**settings, "port": str(self.port)}.items())
@@ -303,13 +305,11 @@ class PostgresServer:
         try:
             if self._started and self.bin_dir is not None:
                 pid = self._postmaster_pid()
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self._run(
                         [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
                         timeout=30,
                     )
-                except subprocess.TimeoutExpired:
-                    pass
                 if pid is not None and self._postmaster_pid() == pid:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL)
