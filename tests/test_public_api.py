@@ -37,7 +37,7 @@ ROOT_NAMES = {
 def test_root_exports_the_design_names() -> None:
     missing = sorted(n for n in ROOT_NAMES if not hasattr(agent_session_manager, n))
     assert missing == []
-    assert ROOT_NAMES <= set(agent_session_manager.__all__)
+    assert set(agent_session_manager.__all__) >= ROOT_NAMES
 
 
 def test_all_is_a_tuple_of_importable_names() -> None:

@@ -175,8 +175,18 @@ class Event(DomainModel):
         return self
 
     def with_sequence(self, sequence_number: int) -> Event:
-        """Return a copy carrying the store-assigned ``sequence_number``."""
-        return self.model_copy(update={"sequence_number": sequence_number})
+        """Return a copy carrying the store-assigned ``sequence_number``.
+
+        Every store calls this once per append, so it copies the (already validated) field
+        values directly instead of going through ``model_copy``'s generic machinery.
+        """
+        copy = object.__new__(Event)
+        object.__setattr__(copy, "__dict__", {**self.__dict__, "sequence_number": sequence_number})
+        fields_set = self.__pydantic_fields_set__ | {"sequence_number"}
+        object.__setattr__(copy, "__pydantic_fields_set__", fields_set)
+        object.__setattr__(copy, "__pydantic_extra__", None)
+        object.__setattr__(copy, "__pydantic_private__", None)
+        return copy
 
 
 def ensure_aware(value: datetime) -> datetime:
