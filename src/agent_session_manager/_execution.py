@@ -206,5 +206,3 @@ class RunExecution:
             await self.manager.store.save_run(self.run)
             await self._deliver([stored], finalizing=True)
             return self.run
-
-
