@@ -29,6 +29,16 @@ __all__ = ("RunExecution",)
 log = logging.getLogger(__name__)
 
 
+class _ParkedWorker:
+    """A worker task waiting for its next run."""
+
+    __slots__ = ("entry", "wake")
+
+    def __init__(self) -> None:
+        self.entry: RunEntry | None = None
+        self.wake = anyio.Event()
+
+
 class RunExecution:
     """Starts queued runs into free slots and finalizes every run exactly once."""
 
@@ -44,6 +54,7 @@ class RunExecution:
     _in_flight: dict[str, RunEntry]
     _finished: OrderedDict[str, RunEntry]
     _idle: anyio.Event | None
+    _idle_workers: list[_ParkedWorker]
     _max_concurrent: int
     _retained: int
 
@@ -63,9 +74,33 @@ class RunExecution:
             entry = self._queue.popleft()
             entry.state = "running"
             self._in_flight[entry.run_id] = entry
-            self._tg.start_soon(self._run_entry, entry, name=f"asm-run-{entry.run_id}")
+            if self._idle_workers:
+                # Reuse a parked worker task: cheaper than starting a task per run.
+                worker = self._idle_workers.pop()
+                worker.entry = entry
+                worker.wake.set()
+            else:
+                self._tg.start_soon(self._worker, entry, name=f"asm-run-{entry.run_id}")
 
-    def _finish(self, entry: RunEntry) -> None:
+    async def _worker(self, entry: RunEntry) -> None:
+        """Run ``entry``, then park and run whatever the dispatcher hands over next.
+
+        At most ``max_concurrent_runs`` workers exist: a worker parks itself *before* asking
+        the dispatcher for more work, so a freed slot is refilled by the worker that freed it.
+        Parked workers are cancelled with the server's task group when it closes.
+        """
+        while True:
+            await self._run_entry(entry, dispatch=False)
+            if self._state != "open":
+                return
+            parked = _ParkedWorker()
+            self._idle_workers.append(parked)
+            self._dispatch()
+            await parked.wake.wait()
+            assert parked.entry is not None
+            entry = parked.entry
+
+    def _finish(self, entry: RunEntry, *, dispatch: bool = True) -> None:
         entry.state = "finished"
         self._in_flight.pop(entry.run_id, None)
         if self._entries.pop(entry.run_id, None) is not None:
@@ -74,7 +109,8 @@ class RunExecution:
                 self._finished.popitem(last=False)
         entry.done.set()
         self.nudge_subscribers()
-        self._dispatch()
+        if dispatch:
+            self._dispatch()
         if not self._queue and not self._in_flight and self._idle is not None:
             self._idle.set()
 
@@ -90,7 +126,7 @@ class RunExecution:
 
         return on_event
 
-    async def _run_entry(self, entry: RunEntry) -> None:
+    async def _run_entry(self, entry: RunEntry, *, dispatch: bool = True) -> None:
         try:
             with entry.scope:
                 entry.result = await self._execute(entry)
@@ -114,7 +150,7 @@ class RunExecution:
                     await self._settle(entry, entry.error)
                 if self.limiter is not None:
                     self.limiter.release_run_slot(entry.run_id)
-                self._finish(entry)
+                self._finish(entry, dispatch=dispatch)
 
     async def _execute(self, entry: RunEntry) -> RunResult:
         if entry.cancel_requested:  # cancelled before it started: never call the provider

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 from ..core import AsmError, ErrorCode, EventType, RunStatus, SessionStatus, new_id
 from ..manager import RunResult
 from ..ports import ProviderAdapter, SessionStore
-from ._execution import RunExecution
+from ._execution import RunExecution, _ParkedWorker
 from ._runs import (
     RunEntry,
     cancelled_error,
@@ -159,6 +159,7 @@ class SessionServer(RunExecution):
         self._tg: TaskGroup | None = None
         self._reserved = 0
         self._idle: anyio.Event | None = None
+        self._idle_workers: list[_ParkedWorker] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
