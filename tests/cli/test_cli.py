@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
+import pytest
 from click.testing import CliRunner
 
 from agent_session_manager import __version__
@@ -80,3 +83,44 @@ def test_run_with_shell_provider(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "hello-from-shell" in result.output
     assert "run_completed" in result.output
+
+
+@pytest.mark.anyio
+async def test_events_follow_streams_live_appends(tmp_path: Path) -> None:
+    from agent_session_manager import Event, EventType, SessionManager, open_store
+    from agent_session_manager.testing import ScriptedAdapter
+
+    url = f"sqlite:///{tmp_path / 'follow.db'}"
+    async with await open_store(url) as store:
+        manager = SessionManager(store, ScriptedAdapter())
+        session = await manager.start_session("follower")
+        await manager.activate_session(session.id)
+
+    exe = str(Path(sys.executable).with_name("asm"))
+    env = {**os.environ, "COLUMNS": "200"}
+    async with await anyio.open_process(
+        [exe, "events", session.id, "--follow", "--store", url], env=env
+    ) as proc:
+        assert proc.stdout is not None
+        seen = ""
+
+        async def read_until(marker: str) -> None:
+            nonlocal seen
+            assert proc.stdout is not None
+            while marker not in seen:
+                seen += (await proc.stdout.receive()).decode()
+
+        with anyio.fail_after(60):
+            await read_until("session_started")
+            async with await open_store(url) as store:
+                await store.append_event(
+                    Event(
+                        type=EventType.MESSAGE_RECEIVED,
+                        session_id=session.id,
+                        data={"role": "assistant", "content": "live-marker-42"},
+                    )
+                )
+            await read_until("live-marker-42")
+        proc.terminate()
+        await proc.wait()
+    assert seen.index("session_created") < seen.index("session_started") < seen.index("live-marker-42")
