@@ -124,3 +124,20 @@ async def test_events_follow_streams_live_appends(tmp_path: Path) -> None:
         proc.terminate()
         await proc.wait()
     assert seen.index("session_created") < seen.index("session_started") < seen.index("live-marker-42")
+
+
+def test_run_rejects_an_option_the_provider_does_not_take(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'opt.db'}"
+    result = CliRunner().invoke(cli, ["run", "-p", "shell", "--model", "m1", "--store", url, "echo hi"])
+    assert result.exit_code == 1
+    assert "validation_error" in result.output
+    assert "--model" in result.output
+
+
+def test_run_missing_provider_binary_is_a_clean_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'amp.db'}"
+    env = {"PATH": str(tmp_path), "AMP_API_KEY": "sgamp_test_key_123456", "ASM_AMP_CLI": ""}
+    result = CliRunner(env=env).invoke(cli, ["run", "-p", "amp", "--store", url, "hello"])
+    assert result.exit_code == 1
+    assert "provider_unavailable" in result.output
+    assert "npm install" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ def _run_async(fn: Callable[[], Awaitable[_T]]) -> _T:
     try:
         return anyio.run(fn)
     except AsmError as exc:
-        Console(stderr=True, highlight=False).print(f"[bold red]error[/] {escape(str(exc))}")
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error[/] {escape(str(exc))}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -147,23 +148,23 @@ def events(store_url: str | None, session_id: str, after: int, follow: bool, run
     _run_async(go)
 
 
-def _make_adapter(provider: str, model: str | None, opts: dict[str, Any]) -> ProviderAdapter:
+def _make_adapter(provider: str, options: dict[str, Any]) -> ProviderAdapter:
+    """Build the named adapter from the options the user gave (``None`` = not given)."""
     from .. import providers
 
-    kwargs = {k: v for k, v in {"model": model, **opts}.items() if v is not None}
     factory: Any = {
-        "claude": getattr(providers, "ClaudeAdapter", None),
-        "codex": getattr(providers, "CodexAdapter", None),
-        "amp": getattr(providers, "AmpAdapter", None),
-        "shell": getattr(providers, "ShellAdapter", None),
+        "claude": providers.ClaudeAdapter,
+        "codex": providers.CodexAdapter,
+        "amp": providers.AmpAdapter,
+        "shell": providers.ShellAdapter,
     }[provider]
-    if factory is None:
-        raise AsmError(
-            ErrorCode.PROVIDER_UNAVAILABLE, f"provider {provider!r} is not available in this build"
-        )
-    if provider == "shell":
-        kwargs.pop("model", None)
-    adapter: ProviderAdapter = factory(**kwargs)
+    given = {k: v for k, v in options.items() if v is not None}
+    accepted = inspect.signature(factory).parameters
+    unsupported = sorted(k for k in given if k not in accepted)
+    if unsupported:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unsupported)
+        raise AsmError(ErrorCode.VALIDATION_ERROR, f"the {provider} provider does not take {flags}")
+    adapter: ProviderAdapter = factory(**given)
     return adapter
 
 
@@ -198,7 +199,8 @@ def run(
     console = _console()
 
     async def go() -> None:
-        adapter = _make_adapter(provider, model, {"permission_mode": permission_mode, "cwd": cwd})
+        options = {"model": model, "permission_mode": permission_mode, "cwd": cwd}
+        adapter = _make_adapter(provider, options)
         adapter.validate_config()
         store = await _open(store_url)
         async with store:
