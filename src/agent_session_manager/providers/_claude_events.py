@@ -43,13 +43,9 @@ from claude_agent_sdk import (
 
 from ..core import AsmError, ErrorCode, EventType, TokenUsage
 from ..ports import ProviderEvent, ProviderResult
-from ._common import redact
+from ._common import code_for_status, redact, token_usage_from
 
 __all__ = ("ClaudeTurn", "classify_result_error", "code_for_status", "usage_from_result")
-
-_AUTH_STATUSES = frozenset({401, 403})
-_QUOTA_STATUSES = frozenset({402})
-_TIMEOUT_STATUSES = frozenset({408})
 
 # ``AssistantMessage.error`` kinds (the CLI's synthetic API-error message) → codes.
 _KIND_CODES: dict[str, ErrorCode] = {
@@ -70,20 +66,9 @@ _REASONS: dict[str, str] = {
 }
 
 
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and value > 0 else 0
-
-
 def usage_from_result(usage: Mapping[str, Any] | None) -> TokenUsage:
     """The :class:`TokenUsage` of a ``result`` message's ``usage`` (summed over the turn)."""
-    if not usage:
-        return TokenUsage()
-    return TokenUsage(
-        input_tokens=_int(usage.get("input_tokens")),
-        output_tokens=_int(usage.get("output_tokens")),
-        cache_read_tokens=_int(usage.get("cache_read_input_tokens")),
-        cache_creation_tokens=_int(usage.get("cache_creation_input_tokens")),
-    )
+    return token_usage_from(usage)
 
 
 def _error_text(result: ResultMessage) -> str:
@@ -97,31 +82,15 @@ def _error_text(result: ResultMessage) -> str:
     return f"Claude Code reported an error result ({result.subtype})"
 
 
-def code_for_status(status: int | None) -> ErrorCode | None:
-    """The error code an HTTP status of the model API maps to (``None``: no opinion)."""
-    if status is None:
-        return None
-    if status in _AUTH_STATUSES:
-        return ErrorCode.PROVIDER_AUTHENTICATION_FAILED
-    if status in _QUOTA_STATUSES:
-        return ErrorCode.PROVIDER_QUOTA_EXCEEDED
-    if status in _TIMEOUT_STATUSES:
-        return ErrorCode.PROVIDER_TIMEOUT
-    if status == 429:
-        return ErrorCode.PROVIDER_RATE_LIMITED
-    if status >= 500:
-        return ErrorCode.PROVIDER_UNAVAILABLE
-    return None
-
-
 def classify_result_error(result: ResultMessage, assistant_error: str | None = None) -> AsmError:
     """The :class:`AsmError` for a failed ``result`` (``is_error`` or an ``error_*`` subtype).
 
-    HTTP status first (401/403 → ``provider_authentication_failed``, 402 →
-    ``provider_quota_exceeded``, 408 → ``provider_timeout``, 429 → ``provider_rate_limited``,
-    5xx/529 → ``provider_unavailable``), then the kind of the CLI's synthetic error message
-    (``authentication_failed``, ``rate_limit``, ``server_error``, ``billing_error``), then
-    limits (``error_max_turns`` etc. → ``provider_error`` with ``details["reason"]``);
+    HTTP status first (:func:`~._common.code_for_status`: 401/403 →
+    ``provider_authentication_failed``, 402 → ``provider_quota_exceeded``, 408 →
+    ``provider_timeout``, 429 → ``provider_rate_limited``, 5xx/529 → ``provider_unavailable``),
+    then the kind of the CLI's synthetic error message (``authentication_failed``,
+    ``rate_limit``, ``server_error``, ``billing_error``), then limits (``error_max_turns`` etc.
+    → ``provider_error`` with ``details["reason"]``);
     anything else is ``provider_error``. The message is redacted.
     """
     status = result.api_error_status

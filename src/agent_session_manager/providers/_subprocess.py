@@ -77,6 +77,7 @@ __all__ = (
     "DEFAULT_STDERR_TAIL_BYTES",
     "LongLinePolicy",
     "ProcessTransport",
+    "effective_env",
     "resolve_binary",
 )
 
@@ -91,30 +92,49 @@ LongLinePolicy = Literal["error", "skip", "split"]
 StderrCallback = Callable[[str], Awaitable[None]]
 
 
+def effective_env(overrides: Mapping[str, Any] | None, *, inherit: bool = True) -> dict[str, str]:
+    """The environment a child gets: ``os.environ`` (or nothing) with ``overrides`` applied.
+
+    A ``None`` override removes the variable; other values are converted with ``str``. This is
+    what :class:`ProcessTransport` passes to the child, so adapters use it to look at the
+    environment the CLI will see (binary lookup, API keys, home directories).
+    """
+    env = dict(os.environ) if inherit else {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
 def resolve_binary(
     name: str,
     *,
     cli_path: str | os.PathLike[str] | None = None,
-    env_var: str | None = None,
+    env_var: str | Sequence[str] | None = None,
     install_hint: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> str:
     """Find the executable of a CLI provider.
 
-    Order: explicit ``cli_path`` → the environment variable ``env_var`` (looked up in ``env``
-    or ``os.environ``) → ``shutil.which(name)``. An explicit path or env var that does not
+    Order: explicit ``cli_path`` → the environment variable ``env_var`` (or the first set one
+    of several names, in order; looked up in ``env`` or ``os.environ``) →
+    ``shutil.which(name)`` on ``env``'s ``PATH``. An explicit path or env var that does not
     point to an executable file is an error too (it is never silently ignored).
 
     Raises:
-        AsmError: ``provider_unavailable``; ``details`` holds ``binary``, ``searched`` and
-            ``install_command`` (``install_hint``), and the message names the install command.
+        AsmError: ``provider_unavailable``; ``details`` holds ``binary``, ``searched``,
+            ``install_command`` (``install_hint``) and ``env_var`` (the variable that named
+            the path, else the first one), and the message names the install command.
     """
     environ = os.environ if env is None else env
+    env_vars = [v for v in ([env_var] if isinstance(env_var, str) else env_var or ()) if v]
     candidates: list[tuple[str, str]] = []
     if cli_path:
         candidates.append(("cli_path", os.fspath(cli_path)))
-    elif env_var and environ.get(env_var):
-        candidates.append((env_var, environ[env_var]))
+    else:
+        candidates += [(var, environ[var]) for var in env_vars if environ.get(var)][:1]
     if candidates:
         source, path = candidates[0]
         found = shutil.which(path) if os.sep not in path else path
@@ -131,8 +151,9 @@ def resolve_binary(
     details: dict[str, Any] = {"binary": name, "searched": searched}
     if install_hint:
         details["install_command"] = install_hint
-    if env_var:
-        details["env_var"] = env_var
+    if env_vars:
+        source = candidates[0][0] if candidates else ""
+        details["env_var"] = source if source in env_vars else env_vars[0]
     raise AsmError(ErrorCode.PROVIDER_UNAVAILABLE, message, details)
 
 
@@ -232,7 +253,7 @@ class ProcessTransport:
         self._stderr_eof = anyio.Event()
         self._callback_error: BaseException | None = None
         self._on_stderr_line = on_stderr_line
-        self._env = self._build_env(env, inherit_env)
+        self._env = effective_env(env, inherit=inherit_env)
         self._stderr = _TailBuffer(stderr_tail_bytes)
         self._process: anyio.abc.Process | None = None
         self._deadline = float("inf")
@@ -247,16 +268,6 @@ class ProcessTransport:
         self.long_lines = 0
         self.cancel_requested = False
         self.timed_out = False
-
-    @staticmethod
-    def _build_env(overrides: Mapping[str, str | None] | None, inherit: bool) -> dict[str, str]:
-        env = dict(os.environ) if inherit else {}
-        for key, value in (overrides or {}).items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = str(value)
-        return env
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -523,8 +534,13 @@ class ProcessTransport:
         while (line := await self.read_line()) is not None:
             yield line.decode("utf-8", errors="replace")
 
-    async def objects(self) -> AsyncIterator[dict[str, Any]]:
-        """JSON objects, one per stdout line; other lines are skipped and counted as noise."""
+    async def objects(self, on_noise: Callable[[str], None] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """JSON objects, one per stdout line; other lines are skipped and counted as noise.
+
+        Blank lines are skipped silently. ``on_noise`` sees each other non-object line
+        (stripped) before it is counted; an exception it raises ends the iteration and
+        propagates (e.g. Amp turning its interactive-login banner into an auth failure).
+        """
         async for text in self.lines():
             stripped = text.strip()
             if not stripped:
@@ -536,6 +552,8 @@ class ProcessTransport:
             if isinstance(obj, dict):
                 yield obj
                 continue
+            if on_noise is not None:
+                on_noise(stripped)
             self.noise_lines += 1
             logger.debug("%s: skipped non-JSON output line: %s", self.name, redact(stripped[:200]))
 

@@ -34,7 +34,7 @@ assistant message, so the run's usage is their sum); ``user`` ``tool_result`` bl
 ``tool_call_completed`` or, with ``is_error``, ``tool_call_failed``; the prompt echo is skipped.
 ``result`` ``success`` ends the run; an error ``result`` (Amp exits 0 even then) raises an
 ``AsmError`` classified from its message (approval required → ``tool_permission_denied``; see
-also :func:`~agent_session_manager.providers.codex.classify_error_message`). No ``result`` at
+also :func:`~agent_session_manager.providers._common.classify_error_message`). No ``result`` at
 all → ``provider_error`` with the exit code and the redacted stderr tail.
 
 Cancel: ``cancel(run_id)`` sends SIGINT to the process group (Amp then reports "User cancelled"),
@@ -43,27 +43,16 @@ escalating to SIGTERM and SIGKILL; ``execute`` raises ``AsmError(cancelled)``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..core import (
-    AsmError,
-    Capability,
-    CapabilityType,
-    ErrorCode,
-    EventType,
-    PermissionMode,
-    Run,
-    Session,
-    TokenUsage,
-)
-from ..ports.provider import Emit, ProviderAdapter, ProviderEvent, ProviderResult
-from ._common import normalize_permission_mode, prompt_from_input
-from ._subprocess import DEFAULT_MAX_LINE_BYTES, ProcessTransport, resolve_binary
-from .codex import classify_error_message
+from ..core import AsmError, ErrorCode, EventType, PermissionMode, Run, Session, TokenUsage
+from ..ports.provider import Emit, ProviderEvent, ProviderResult
+from ._cli_base import JsonlCliAdapter
+from ._common import classify_error_message, prompt_from_input, token_usage_from
+from ._subprocess import DEFAULT_MAX_LINE_BYTES, effective_env
 
 __all__ = ("AmpAdapter", "AmpStreamMapper", "amp_usage")
 
@@ -76,19 +65,7 @@ _CANCELLED = re.compile(r"user cancelled", re.I)
 
 def amp_usage(raw: Any) -> TokenUsage:
     """Convert an Amp (Anthropic-style) per-message usage object to TokenUsage."""
-    if not isinstance(raw, Mapping):
-        return TokenUsage()
-
-    def num(key: str) -> int:
-        value = raw.get(key)
-        return int(value) if isinstance(value, int | float) and value > 0 else 0
-
-    return TokenUsage(
-        input_tokens=num("input_tokens"),
-        output_tokens=num("output_tokens"),
-        cache_read_tokens=num("cache_read_input_tokens"),
-        cache_creation_tokens=num("cache_creation_input_tokens"),
-    )
+    return token_usage_from(raw)
 
 
 def classify_amp_error(message: str) -> ErrorCode:
@@ -229,10 +206,14 @@ def _has_api_key(env: Mapping[str, str | None]) -> bool:
     return bool((env.get("AMP_API_KEY") or "").strip())
 
 
-class AmpAdapter(ProviderAdapter):
+class AmpAdapter(JsonlCliAdapter):
     """Runs each run as one ``amp --execute --stream-json`` process; see the module docstring."""
 
     name = "amp"
+    binary_name = "amp"
+    cli_env_vars = ("ASM_AMP_CLI", "AMP_CLI_PATH")
+    install_hint = INSTALL_HINT
+    api_key_env = "AMP_API_KEY"
 
     def __init__(
         self,
@@ -252,34 +233,24 @@ class AmpAdapter(ProviderAdapter):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         **defaults: Any,
     ) -> None:
-        self._defaults: dict[str, Any] = {
-            "mode": mode,
-            "permission_mode": normalize_permission_mode(permission_mode),
-            "system_prompt": system_prompt,
-            "cwd": cwd,
-            "env": dict(env or {}),
-            "cli_path": cli_path,
-            "extra_args": list(extra_args),
-            "settings_file": settings_file,
-            "mcp_config": mcp_config,
-            "thinking": thinking,
-            "api_key": api_key,
-            "timeout": timeout,
-            "max_line_bytes": max_line_bytes,
-            **defaults,
-        }
-        self._running: dict[str, ProcessTransport] = {}
-
-    def capabilities(self) -> list[Capability]:
-        """Whole-message streaming, tool use, shell, file edits, MCP, interrupt."""
-        return [
-            Capability(name="streaming", type=CapabilityType.SAMPLING),
-            Capability(name="tool_use", type=CapabilityType.TOOL),
-            Capability(name="interrupt", type=CapabilityType.SAMPLING),
-            Capability(name="mcp", type=CapabilityType.TOOL),
-            Capability(name="file_operations", type=CapabilityType.FILE_ACCESS),
-            Capability(name="bash", type=CapabilityType.CODE_EXECUTION),
-        ]
+        super().__init__(
+            {
+                "mode": mode,
+                "permission_mode": permission_mode,
+                "system_prompt": system_prompt,
+                "cwd": cwd,
+                "env": dict(env or {}),
+                "cli_path": cli_path,
+                "extra_args": list(extra_args),
+                "settings_file": settings_file,
+                "mcp_config": mcp_config,
+                "thinking": thinking,
+                "api_key": api_key,
+                "timeout": timeout,
+                "max_line_bytes": max_line_bytes,
+                **defaults,
+            }
+        )
 
     def validate_config(self) -> None:
         """Check the permission mode, the Amp binary and that an API key is configured."""
@@ -287,31 +258,8 @@ class AmpAdapter(ProviderAdapter):
         self._binary(o)
         self._check_auth(o)
 
-    def _options(self, opts: Mapping[str, Any]) -> dict[str, Any]:
-        merged = dict(self._defaults)
-        for key, value in opts.items():
-            if key == "env" and isinstance(value, Mapping):
-                merged["env"] = {**merged.get("env", {}), **value}
-            elif value is not None or key == "timeout":
-                merged[key] = value
-        merged["permission_mode"] = normalize_permission_mode(merged.get("permission_mode"))
-        return merged
-
-    @staticmethod
-    def _binary(o: Mapping[str, Any]) -> str:
-        env = _effective_env(o.get("env"))
-        cli_path = o.get("cli_path") or env.get("ASM_AMP_CLI") or env.get("AMP_CLI_PATH")
-        return resolve_binary("amp", cli_path=cli_path, install_hint=INSTALL_HINT, env=env)
-
-    def _env(self, o: Mapping[str, Any]) -> dict[str, str | None]:
-        """Environment overrides for the child (a ``None`` value removes the variable)."""
-        env = {str(k): None if v is None else str(v) for k, v in (o.get("env") or {}).items()}
-        if o.get("api_key"):
-            env["AMP_API_KEY"] = str(o["api_key"])
-        return env
-
     def _check_auth(self, o: Mapping[str, Any]) -> None:
-        if not _has_api_key(_effective_env(self._env(o))):
+        if not _has_api_key(effective_env(self._env(o))):
             raise AsmError(
                 ErrorCode.PROVIDER_AUTHENTICATION_FAILED,
                 "amp: AMP_API_KEY is not set (pass api_key= or env={'AMP_API_KEY': ...}); "
@@ -346,46 +294,23 @@ class AmpAdapter(ProviderAdapter):
         o = self._options(opts)
         binary = self._binary(o)
         self._check_auth(o)
-        thread_id: str | None = o.get("resume_session_id") or o.get("provider_session_id") or None
+        thread_id = self._thread_id(o)
         prompt = prompt_from_input(run, None if thread_id else session)
         if o.get("system_prompt") and not thread_id:
             prompt = f"<system_instructions>\n{o['system_prompt']}\n</system_instructions>\n\n{prompt}"
         mapper = AmpStreamMapper()
-        transport = ProcessTransport(
-            self.build_argv(o, binary=binary, thread_id=thread_id),
-            cwd=o.get("cwd"),
-            env=self._env(o),
-            stdin=prompt + "\n",
-            timeout=o.get("timeout"),
-            max_line_bytes=int(o.get("max_line_bytes") or DEFAULT_MAX_LINE_BYTES),
-            interrupt_first=True,
-            name=self.name,
-            interrupt_grace=float(o.get("interrupt_grace") or 2.0),
-            term_grace=float(o.get("term_grace") or 3.0),
-        )
-        async with transport as proc:
-            self._running[run.id] = proc
-            try:
-                async for line in proc.lines():
-                    obj = _parse(line)
-                    if obj is None:
-                        if _LOGIN_BANNER.search(line):
-                            raise proc.error(
-                                ErrorCode.PROVIDER_AUTHENTICATION_FAILED,
-                                "amp: the CLI asked for an interactive login (check AMP_API_KEY)",
-                            )
-                        proc.noise_lines += 1
-                        continue
-                    for event in mapper.feed(obj):
-                        await emit(event)
-                code = await proc.wait()
-            finally:
-                self._running.pop(run.id, None)
-            if proc.cancel_requested:
-                raise proc.error(ErrorCode.CANCELLED, "amp run was cancelled", session_id=mapper.session_id)
-            if mapper.failure is not None:
-                failure = mapper.failure
-                raise AsmError(failure.code, failure.message, {**proc.error_details(), **failure.details})
+        argv = self.build_argv(o, binary=binary, thread_id=thread_id)
+        async with self._process(run.id, o, argv, stdin=prompt + "\n") as proc:
+
+            def login_banner(line: str) -> None:
+                if _LOGIN_BANNER.search(line):
+                    raise proc.error(
+                        ErrorCode.PROVIDER_AUTHENTICATION_FAILED,
+                        "amp: the CLI asked for an interactive login (check AMP_API_KEY)",
+                    )
+
+            code = await self._pump(proc, mapper, emit, on_noise=login_banner)
+            self._raise_if_stopped(proc, mapper.failure, session_id=mapper.session_id)
             if mapper.result is None:
                 tail = proc.stderr_tail
                 raise proc.error(
@@ -407,31 +332,3 @@ class AmpAdapter(ProviderAdapter):
             provider_session_id=mapper.session_id,
             turn_count=mapper.turns,
         )
-
-    async def cancel(self, run_id: str) -> None:
-        """SIGINT the run's Amp process group, escalating to SIGTERM/SIGKILL; no-op if unknown."""
-        proc = self._running.get(run_id)
-        if proc is not None:
-            await proc.terminate()
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    stripped = line.strip()
-    if not stripped.startswith("{"):
-        return None
-    try:
-        obj = json.loads(stripped)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _effective_env(overrides: Mapping[str, Any] | None) -> dict[str, str]:
-    """``os.environ`` with ``overrides`` applied (``None`` removes a variable)."""
-    env = dict(os.environ)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = str(value)
-    return env

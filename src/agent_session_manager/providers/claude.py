@@ -58,7 +58,7 @@ import anyio
 
 from ..core import AsmError, Capability, CapabilityType, ErrorCode, PermissionMode, Run, Session
 from ..ports import Emit, ProviderAdapter, ProviderResult
-from ._common import normalize_permission_mode, prompt_from_input, redact, resume_id_for
+from ._common import code_for_status, normalize_permission_mode, prompt_from_input, redact, resume_id_for
 
 if TYPE_CHECKING:
     from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
@@ -477,8 +477,6 @@ def _start_error(sdk: Any, exc: Exception, stderr_tail: deque[str], resume: str 
     if last and last not in first:
         message = f"{message} ({last})"
     if isinstance(exc, sdk.ResultError):
-        from ._claude_events import code_for_status
-
         # The CLI answered with an error result before any turn ran (e.g. an unknown
         # --resume id): not an outage, so not retryable unless the HTTP status says so.
         status = exc.api_error_status

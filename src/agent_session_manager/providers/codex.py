@@ -50,9 +50,9 @@ with the canonical keys ``tool_call_id, tool_name, tool_input, tool_output``; to
 notices (retries, "Reconnecting…") and ``error`` items (warnings) → ``error_occurred`` with
 ``fatal: false`` — they are not failures; ``turn.completed`` → ``token_usage_updated``;
 ``turn.failed`` → ``AsmError`` classified from its message (see
-:func:`classify_error_message`). A run that ends without ``turn.completed`` fails with
-``provider_error`` (exit code and redacted stderr tail in details), a cancelled one with
-``cancelled``.
+:func:`~._common.classify_error_message`, re-exported here). A run that ends without
+``turn.completed`` fails with ``provider_error`` (exit code and redacted stderr tail in
+details), a cancelled one with ``cancelled``.
 
 Usage: ``turn.completed.usage`` is the thread's running total, so the run's usage is that total
 minus the thread total before the run. The baseline is, in order: the ``usage_baseline``
@@ -73,24 +73,15 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
-from ..core import (
-    AsmError,
-    Capability,
-    CapabilityType,
-    ErrorCode,
-    EventType,
-    PermissionMode,
-    Run,
-    Session,
-    TokenUsage,
-)
-from ..ports.provider import Emit, ProviderAdapter, ProviderEvent, ProviderResult
-from ._common import normalize_permission_mode, prompt_from_input
-from ._subprocess import DEFAULT_MAX_LINE_BYTES, ProcessTransport, resolve_binary
+from ..core import AsmError, ErrorCode, EventType, PermissionMode, Run, Session, TokenUsage
+from ..ports.provider import Emit, ProviderEvent, ProviderResult
+from ._cli_base import JsonlCliAdapter
+from ._common import classify_error_message, prompt_from_input, provider_session_entry, token_usage_from
+from ._subprocess import DEFAULT_MAX_LINE_BYTES, effective_env
 
 __all__ = ("CodexAdapter", "CodexStreamMapper", "classify_error_message", "codex_usage")
 
@@ -98,58 +89,11 @@ INSTALL_HINT = "npm install -g @openai/codex"
 DEFAULT_TIMEOUT = 900.0
 _ROLLOUT_SCAN_LIMIT = 16 * 1024 * 1024
 
-_CLASSIFIERS: tuple[tuple[ErrorCode, re.Pattern[str]], ...] = (
-    (
-        ErrorCode.PROVIDER_AUTHENTICATION_FAILED,
-        re.compile(
-            r"\b401\b|\b403\b|unauthori[sz]ed|forbidden|invalid[ _-]?api[ _-]?key|incorrect api key|"
-            r"authenticat|not logged in|no (?:codex )?credentials|login required|no api key",
-            re.I,
-        ),
-    ),
-    (ErrorCode.PROVIDER_QUOTA_EXCEEDED, re.compile(r"quota|insufficient[_ ]credits|billing", re.I)),
-    (ErrorCode.PROVIDER_RATE_LIMITED, re.compile(r"\b429\b|rate[ _-]?limit|too many requests", re.I)),
-    (
-        ErrorCode.PROVIDER_UNAVAILABLE,
-        re.compile(
-            r"\b5\d\d\b|overloaded|high demand|unavailable|internal server error|server_error|"
-            r"bad gateway|gateway timeout|reconnecting|connection (?:refused|reset)|couldn't connect|"
-            r"could not connect|stream disconnected|network",
-            re.I,
-        ),
-    ),
-)
-
-
-def classify_error_message(message: str) -> ErrorCode:
-    """Map a provider error message to an :class:`ErrorCode`.
-
-    401/403/invalid key → ``provider_authentication_failed``; quota/billing (OpenAI's
-    ``insufficient_quota`` arrives as a 429, but retrying cannot help) →
-    ``provider_quota_exceeded``; 429/rate limit → ``provider_rate_limited``; 5xx, overloaded,
-    "high demand", connection failures → ``provider_unavailable``; anything else →
-    ``provider_error``.
-    """
-    for code, pattern in _CLASSIFIERS:
-        if pattern.search(message):
-            return code
-    return ErrorCode.PROVIDER_ERROR
-
 
 def codex_usage(raw: Any) -> TokenUsage:
     """Convert a Codex usage object (``input_tokens, cached_input_tokens, …``) to TokenUsage."""
-    if not isinstance(raw, Mapping):
-        return TokenUsage()
-
-    def num(key: str) -> int:
-        value = raw.get(key)
-        return int(value) if isinstance(value, int | float) and value > 0 else 0
-
-    return TokenUsage(
-        input_tokens=num("input_tokens"),
-        output_tokens=num("output_tokens"),
-        cache_read_tokens=num("cached_input_tokens"),
-        cache_creation_tokens=num("cache_write_input_tokens"),
+    return token_usage_from(
+        raw, cache_read_key="cached_input_tokens", cache_creation_key="cache_write_input_tokens"
     )
 
 
@@ -415,9 +359,8 @@ def _rollout_total(codex_home: Path, thread_id: str) -> TokenUsage | None:
 
 
 def _metadata_total(session: Session, thread_id: str) -> TokenUsage | None:
-    sessions = session.metadata.get("provider_sessions")
-    entry = sessions.get("codex") if isinstance(sessions, Mapping) else None
-    if not isinstance(entry, Mapping) or entry.get("provider_session_id") not in (None, thread_id):
+    entry = provider_session_entry(session, "codex")
+    if entry is None or entry.get("provider_session_id") not in (None, thread_id):
         return None
     raw = entry.get("usage_total")
     if isinstance(raw, Mapping):
@@ -425,10 +368,15 @@ def _metadata_total(session: Session, thread_id: str) -> TokenUsage | None:
     return None
 
 
-class CodexAdapter(ProviderAdapter):
+class CodexAdapter(JsonlCliAdapter):
     """Runs each run as one ``codex exec --json`` process; see the module docstring."""
 
     name = "codex"
+    binary_name = "codex"
+    cli_env_vars = ("ASM_CODEX_CLI",)
+    install_hint = INSTALL_HINT
+    api_key_env = "CODEX_API_KEY"
+    merged_mappings: ClassVar[frozenset[str]] = frozenset({"env", "config"})
 
     def __init__(
         self,
@@ -448,56 +396,28 @@ class CodexAdapter(ProviderAdapter):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         **defaults: Any,
     ) -> None:
-        self._defaults: dict[str, Any] = {
-            "model": model,
-            "permission_mode": normalize_permission_mode(permission_mode),
-            "system_prompt": system_prompt,
-            "cwd": cwd,
-            "env": dict(env or {}),
-            "cli_path": cli_path,
-            "extra_args": list(extra_args),
-            "config": dict(config or {}),
-            "timeout": timeout,
-            "skip_git_repo_check": skip_git_repo_check,
-            "api_key": api_key,
-            "codex_home": codex_home,
-            "max_line_bytes": max_line_bytes,
-            **defaults,
-        }
-        self._running: dict[str, ProcessTransport] = {}
-
-    def capabilities(self) -> list[Capability]:
-        """Streaming (whole messages), tool use, shell, file edits, MCP, interrupt."""
-        return [
-            Capability(name="streaming", type=CapabilityType.SAMPLING),
-            Capability(name="tool_use", type=CapabilityType.TOOL),
-            Capability(name="interrupt", type=CapabilityType.SAMPLING),
-            Capability(name="mcp", type=CapabilityType.TOOL),
-            Capability(name="file_operations", type=CapabilityType.FILE_ACCESS),
-            Capability(name="bash", type=CapabilityType.CODE_EXECUTION),
-        ]
+        super().__init__(
+            {
+                "model": model,
+                "permission_mode": permission_mode,
+                "system_prompt": system_prompt,
+                "cwd": cwd,
+                "env": dict(env or {}),
+                "cli_path": cli_path,
+                "extra_args": list(extra_args),
+                "config": dict(config or {}),
+                "timeout": timeout,
+                "skip_git_repo_check": skip_git_repo_check,
+                "api_key": api_key,
+                "codex_home": codex_home,
+                "max_line_bytes": max_line_bytes,
+                **defaults,
+            }
+        )
 
     def validate_config(self) -> None:
         """Check the permission mode and that the Codex binary can be found."""
-        normalize_permission_mode(self._defaults.get("permission_mode"))
-        self._binary(self._defaults)
-
-    @staticmethod
-    def _binary(o: Mapping[str, Any]) -> str:
-        env = _effective_env(o.get("env"))
-        return resolve_binary(
-            "codex", cli_path=o.get("cli_path"), env_var="ASM_CODEX_CLI", install_hint=INSTALL_HINT, env=env
-        )
-
-    def _options(self, opts: Mapping[str, Any]) -> dict[str, Any]:
-        merged = dict(self._defaults)
-        for key, value in opts.items():
-            if key in ("env", "config") and isinstance(value, Mapping):
-                merged[key] = {**merged.get(key, {}), **value}
-            elif value is not None or key in ("timeout",):
-                merged[key] = value
-        merged["permission_mode"] = normalize_permission_mode(merged.get("permission_mode"))
-        return merged
+        self._binary(self._options({}))
 
     def build_argv(self, o: Mapping[str, Any], *, binary: str, thread_id: str | None) -> list[str]:
         """The command line for one run (the prompt goes to stdin via the trailing ``-``)."""
@@ -528,10 +448,8 @@ class CodexAdapter(ProviderAdapter):
         return argv
 
     def _env(self, o: Mapping[str, Any]) -> dict[str, str | None]:
-        """Environment overrides for the child (a ``None`` value removes the variable)."""
-        env = {str(k): None if v is None else str(v) for k, v in (o.get("env") or {}).items()}
-        if o.get("api_key"):
-            env["CODEX_API_KEY"] = str(o["api_key"])
+        """The base overrides (``env``, ``api_key``) plus ``codex_home`` → ``CODEX_HOME``."""
+        env = super()._env(o)
         if o.get("codex_home"):
             env["CODEX_HOME"] = os.fspath(o["codex_home"])
         return env
@@ -544,7 +462,7 @@ class CodexAdapter(ProviderAdapter):
             return explicit
         if isinstance(explicit, Mapping):
             return TokenUsage.model_validate(dict(explicit))
-        env = _effective_env(self._env(o))
+        env = effective_env(self._env(o))
         home = Path(env.get("CODEX_HOME") or Path(env.get("HOME") or Path.home()) / ".codex")
         total = await anyio.to_thread.run_sync(_rollout_total, home, thread_id)
         if total is not None:
@@ -555,37 +473,14 @@ class CodexAdapter(ProviderAdapter):
         """Run one Codex turn; see the module docstring for the mapping and failure modes."""
         o = self._options(opts)
         binary = self._binary(o)
-        thread_id: str | None = o.get("resume_session_id") or o.get("provider_session_id") or None
+        thread_id = self._thread_id(o)
         prompt = prompt_from_input(run, None if thread_id else session)
         baseline = await self._baseline(o, session, thread_id)
         mapper = CodexStreamMapper(model=o.get("model"), baseline=baseline, resumed=thread_id is not None)
         argv = self.build_argv(o, binary=binary, thread_id=thread_id)
-        transport = ProcessTransport(
-            argv,
-            cwd=o.get("cwd"),
-            env=self._env(o),
-            stdin=prompt,
-            timeout=o.get("timeout"),
-            max_line_bytes=int(o.get("max_line_bytes") or DEFAULT_MAX_LINE_BYTES),
-            interrupt_first=True,
-            name=self.name,
-            interrupt_grace=float(o.get("interrupt_grace") or 2.0),
-            term_grace=float(o.get("term_grace") or 3.0),
-        )
-        async with transport as proc:
-            self._running[run.id] = proc
-            try:
-                async for obj in proc:
-                    for event in mapper.feed(obj):
-                        await emit(event)
-                code = await proc.wait()
-            finally:
-                self._running.pop(run.id, None)
-            if proc.cancel_requested:
-                raise proc.error(ErrorCode.CANCELLED, "codex run was cancelled", thread_id=mapper.thread_id)
-            if mapper.failure is not None:
-                failure = mapper.failure
-                raise AsmError(failure.code, failure.message, {**proc.error_details(), **failure.details})
+        async with self._process(run.id, o, argv, stdin=prompt) as proc:
+            code = await self._pump(proc, mapper, emit)
+            self._raise_if_stopped(proc, mapper.failure, thread_id=mapper.thread_id)
             if not mapper.completed:
                 raise proc.error(
                     ErrorCode.PROVIDER_ERROR,
@@ -607,20 +502,3 @@ class CodexAdapter(ProviderAdapter):
             model=o.get("model"),
             turn_count=mapper.turns,
         )
-
-    async def cancel(self, run_id: str) -> None:
-        """SIGINT the run's Codex process group, escalating to SIGTERM/SIGKILL; no-op if unknown."""
-        proc = self._running.get(run_id)
-        if proc is not None:
-            await proc.terminate()
-
-
-def _effective_env(overrides: Mapping[str, Any] | None) -> dict[str, str]:
-    """``os.environ`` with ``overrides`` applied (``None`` removes a variable)."""
-    env = dict(os.environ)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = str(value)
-    return env
