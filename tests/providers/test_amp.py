@@ -330,7 +330,7 @@ async def test_cancel_sends_sigint_and_amp_reports_user_cancelled(tmp_path: Path
 def test_argv_for_continue_permissions_and_options(tmp_path: Path) -> None:
     adapter = AmpAdapter(
         permission_mode="full_auto",
-        mode="smart",
+        mode="high",
         settings_file=tmp_path / "s.json",
         mcp_config=tmp_path / "mcp.json",
         thinking=True,
@@ -340,7 +340,7 @@ def test_argv_for_continue_permissions_and_options(tmp_path: Path) -> None:
     assert argv[:6] == ["amp", "threads", "continue", "T-1", "--execute", "--stream-json"]
     assert "--dangerously-allow-all" in argv
     assert "--stream-json-thinking" in argv
-    assert argv[argv.index("--mode") + 1] == "smart"
+    assert argv[argv.index("--mode") + 1] == "high"
     assert argv[argv.index("--settings-file") + 1] == str(tmp_path / "s.json")
     assert argv[-2:] == ["--label", "x"]
     for mode in ("default", "plan", "accept_edits"):
@@ -365,3 +365,136 @@ async def test_continue_thread_and_system_prompt(tmp_path: Path) -> None:
     stdin = (tmp_path / "stdin.txt").read_text()
     assert stdin.startswith("<system_instructions>\nBe terse\n</system_instructions>")
     assert stdin.endswith("next step\n")
+
+
+# -- model / mode ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["low", "medium", "high", "ultra"])
+def test_model_naming_a_mode_becomes_the_mode(mode: str) -> None:
+    adapter = AmpAdapter(model=mode)
+    argv = adapter.build_argv(adapter._options({}), binary="amp", thread_id=None)
+    assert argv[argv.index("--mode") + 1] == mode
+    # per run, model or mode replaces the default mode
+    other = "low" if mode != "low" else "ultra"
+    for key in ("model", "mode"):
+        argv = adapter.build_argv(adapter._options({key: other}), binary="amp", thread_id=None)
+        assert argv[argv.index("--mode") + 1] == other
+    assert "--mode" not in AmpAdapter().build_argv(AmpAdapter()._options({}), binary="amp", thread_id=None)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"model": "claude-sonnet-4-5"}, {"model": "smart"}, {"mode": "smart"}, {"mode": "low", "model": "high"}],
+)
+def test_other_models_and_modes_are_validation_errors(kwargs: dict[str, str]) -> None:
+    with pytest.raises(AsmError) as info:
+        AmpAdapter(**kwargs)
+    assert info.value.code == ErrorCode.VALIDATION_ERROR
+    if "mode" not in kwargs:
+        assert info.value.message == (
+            f"Amp selects models by mode (low|medium|high|ultra); got model={kwargs['model']!r}"
+        )
+    with pytest.raises(AsmError) as info:
+        AmpAdapter(mode="high")._options(kwargs)
+    assert info.value.code == ErrorCode.VALIDATION_ERROR
+
+
+@pytest.mark.anyio
+async def test_bad_per_run_model_fails_before_spawning(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path, TEXT)
+    session, run = _session_run()
+    with pytest.raises(AsmError) as info:
+        await adapter.execute(run, session, Collector(session, run), model="gpt-5")
+    assert info.value.code == ErrorCode.VALIDATION_ERROR
+    assert "Amp selects models by mode" in info.value.message
+    assert not (tmp_path / "pid").exists()
+    result = await adapter.execute(run, session, Collector(session, run), model="ultra")
+    assert result.output["content"]
+    argv = json.loads((tmp_path / "record.json").read_text())["argv"]
+    assert argv[argv.index("--mode") + 1] == "ultra"
+
+
+# -- max_turns ---------------------------------------------------------------------------------
+
+MULTI = FIXTURES / "amp_stream_json_multi_tool.jsonl"  # 4 assistant messages, 3 tool rounds
+
+
+def test_turns_are_assistant_messages() -> None:
+    mapper = AmpStreamMapper()
+    for line in MULTI.read_text().splitlines():
+        mapper.feed(json.loads(line))
+        if mapper.result is None:  # before the result overrides it with num_turns
+            last = mapper.turns
+    assert last == 4
+    assert mapper.turns == 4
+
+
+def test_limit_drops_the_excess_message_and_all_after_it() -> None:
+    mapper = AmpStreamMapper(max_turns=2)
+    types: list[EventType] = []
+    for line in MULTI.read_text().splitlines():
+        types += [e.type for e in mapper.feed(json.loads(line))]
+    assert mapper.limit is not None
+    assert mapper.limit.code == ErrorCode.PROVIDER_ERROR
+    assert mapper.limit.details["reason"] == "max_turns"
+    assert mapper.limit.details["max_turns"] == 2
+    assert mapper.limit.details["num_turns"] == 3
+    assert mapper.result is None
+    # turn 2's tool ran; turn 3 (text, tool use) and everything after it is dropped
+    assert types.count(EventType.TOOL_CALL_STARTED) == 2
+    assert types.count(EventType.TOOL_CALL_COMPLETED) == 2
+    assert types.count(EventType.TOKEN_USAGE_UPDATED) == 2
+    assert mapper.usage.input_tokens == 240
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stubborn", [False, True], ids=["sigint", "escalated"])
+async def test_max_turns_stops_the_cli_and_raises(tmp_path: Path, stubborn: bool) -> None:
+    # The fake hangs after the transcript: only the adapter stopping it ends the run.
+    cancelled = {"type": "result", "subtype": "error_during_execution", "is_error": True, "error": "x"}
+    signals: dict[str, Any] = (
+        {"ignore_sigint": True, "ignore_sigterm": True}
+        if stubborn
+        else {"on_sigint": json.dumps(cancelled), "sigint_code": 0}
+    )
+    adapter = _adapter(tmp_path, MULTI, hang=True, **signals)
+    session, run = _session_run()
+    emit = Collector(session, run)
+    with pytest.raises(AsmError) as info:
+        await adapter.execute(run, session, emit, max_turns=2, interrupt_grace=0.2, term_grace=0.2)
+    err = info.value
+    assert err.code == ErrorCode.PROVIDER_ERROR
+    assert "reached max_turns=2" in err.message
+    assert err.details["reason"] == "max_turns"
+    assert err.details["max_turns"] == 2
+    assert err.details["num_turns"] == 3
+    assert err.details["session_id"] == "T-019a6c40-2b3c-7d4e-9f50-6a7b8c9d0e1f"
+    assert err.details["exit_code"] == (-9 if stubborn else 0)
+    assert pid_gone(int((tmp_path / "pid").read_text()))
+    assert emit.types.count(EventType.TOOL_CALL_COMPLETED) == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("default", "per_run"), [(4, None), (None, 4), (1, 4), (None, None)])
+async def test_under_the_limit_the_run_completes(
+    tmp_path: Path, default: int | None, per_run: int | None
+) -> None:
+    fake = fake_env(transcript=MULTI, pid_file=tmp_path / "pid")
+    adapter = AmpAdapter(cli_path=FAKE_CLI, env={**fake, "AMP_API_KEY": "k"}, timeout=20, max_turns=default)
+    session, run = _session_run()
+    result = await adapter.execute(run, session, Collector(session, run), max_turns=per_run)
+    assert result.turn_count == 4
+    assert [c["name"] for c in result.output["tool_calls"]] == ["Bash", "Read", "create_file"]
+    assert result.output["content"] == "Done: I wrote `notes.txt`."
+    assert pid_gone(int((tmp_path / "pid").read_text()))
+
+
+@pytest.mark.parametrize("bad", [0, -2, "4", 1.5, False])
+def test_bad_max_turns_is_a_validation_error(bad: Any) -> None:
+    with pytest.raises(AsmError) as info:
+        AmpAdapter(max_turns=bad)
+    assert info.value.code == ErrorCode.VALIDATION_ERROR
+    with pytest.raises(AsmError) as info:
+        AmpAdapter()._options({"max_turns": bad})
+    assert info.value.code == ErrorCode.VALIDATION_ERROR

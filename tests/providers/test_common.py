@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent_session_manager.providers._common import (
 )
 from agent_session_manager.providers._subprocess import ProcessTransport, effective_env, resolve_binary
 from agent_session_manager.providers.amp import AmpAdapter, amp_usage
+from agent_session_manager.providers.claude import ClaudeAdapter
 from agent_session_manager.providers.codex import CodexAdapter, codex_usage
 from agent_session_manager.providers.codex import classify_error_message as codex_classify
 from tests.providers.fakes import FAKE_CLI, fake_cli_argv, fake_env, write_transcript
@@ -249,3 +251,40 @@ def test_shared_capabilities() -> None:
 async def test_cancel_of_unknown_run_is_a_no_op() -> None:
     await CodexAdapter().cancel("nope")
     await AmpAdapter().cancel("nope")
+
+
+# -- the common option set of the agent adapters ------------------------------------------------
+
+COMMON_OPTIONS = (
+    "model",
+    "permission_mode",
+    "max_turns",
+    "system_prompt",
+    "cwd",
+    "env",
+    "cli_path",
+    "timeout",
+)
+
+
+@pytest.mark.parametrize("adapter_cls", [ClaudeAdapter, CodexAdapter, AmpAdapter])
+def test_agent_adapters_accept_the_common_options(adapter_cls: type[Any]) -> None:
+    params = inspect.signature(adapter_cls.__init__).parameters
+    for name in COMMON_OPTIONS:
+        # an explicit keyword, not swallowed by a **kwargs catch-all
+        assert name in params, f"{adapter_cls.__name__} lacks {name}"
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[name].default is not inspect.Parameter.empty
+    assert {"extra_args", "sdk_opts"} & set(params), f"{adapter_cls.__name__} lacks extra_args/sdk_opts"
+    # and each is accepted with a value (none is merely swallowed and rejected later)
+    adapter = adapter_cls(
+        model="high" if adapter_cls is AmpAdapter else "some-model",
+        permission_mode="plan",
+        max_turns=3,
+        system_prompt="Be brief.",
+        cwd="/tmp",
+        env={"X": "1"},
+        cli_path="/bin/true",
+        timeout=30.0,
+    )
+    assert adapter.name in ("claude", "codex", "amp")

@@ -7,7 +7,8 @@ explicit constructor keywords, command lines, stream mappers and end-of-run chec
   (:meth:`~JsonlCliAdapter._options`): a ``None`` per-run value keeps the default (except
   ``timeout``, where ``None`` disables the deadline), the mapping options named in
   ``merged_mappings`` (``env``; Codex adds ``config``) are merged key by key, and
-  ``permission_mode`` is validated;
+  ``permission_mode`` and ``max_turns`` (a positive int or ``None``) are validated, at
+  construction and per run;
 * the binary: ``cli_path`` → the first set variable of ``cli_env_vars`` → ``binary_name`` on
   ``PATH``, looked up in the environment the child will get (``provider_unavailable`` with the
   install command otherwise);
@@ -17,18 +18,23 @@ explicit constructor keywords, command lines, stream mappers and end-of-run chec
   ``max_line_bytes``) registered under the run id for :meth:`~JsonlCliAdapter.cancel`;
 * the stream: JSON objects → the mapper's events → ``emit``; afterwards a cancelled run raises
   ``cancelled`` and a failure the mapper recorded is raised with the process details (exit
-  code, redacted stderr tail) merged under its own.
+  code, redacted stderr tail) merged under its own;
+* ``max_turns``: neither CLI has a turn limit, so the mappers count model turns themselves and
+  set ``limit`` when a turn beyond ``max_turns`` begins; :meth:`~JsonlCliAdapter._pump` then
+  stops reading, stops the process (SIGINT → SIGTERM → SIGKILL, the same bounded escalation
+  as :meth:`~JsonlCliAdapter.cancel`) and raises that error (``provider_error`` with
+  ``details["reason"] == "max_turns"``, see :func:`~._common.max_turns_error`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, ClassVar, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, ClassVar, Protocol, cast
 
 from ..core import AsmError, Capability, CapabilityType, ErrorCode
 from ..ports.provider import Emit, ProviderAdapter, ProviderEvent
-from ._common import normalize_permission_mode
+from ._common import normalize_max_turns, normalize_permission_mode
 from ._subprocess import DEFAULT_MAX_LINE_BYTES, ProcessTransport, effective_env, resolve_binary
 
 __all__ = ("JsonlCliAdapter", "StreamMapper")
@@ -38,6 +44,8 @@ class StreamMapper(Protocol):
     """What :meth:`JsonlCliAdapter._pump` needs of a provider's pure stream mapper."""
 
     failure: AsmError | None
+    limit: AsmError | None
+    """Set when the run must be stopped now (a turn beyond ``max_turns`` began)."""
 
     def feed(self, obj: Mapping[str, Any]) -> list[ProviderEvent]:
         """Map one decoded JSON object to the events to emit."""
@@ -63,6 +71,7 @@ class JsonlCliAdapter(ProviderAdapter):
         self._defaults: dict[str, Any] = {
             **defaults,
             "permission_mode": normalize_permission_mode(defaults.get("permission_mode")),
+            "max_turns": normalize_max_turns(defaults.get("max_turns")),
         }
         self._running: dict[str, ProcessTransport] = {}
 
@@ -94,6 +103,7 @@ class JsonlCliAdapter(ProviderAdapter):
             elif value is not None or key == "timeout":
                 merged[key] = value
         merged["permission_mode"] = normalize_permission_mode(merged.get("permission_mode"))
+        merged["max_turns"] = normalize_max_turns(merged.get("max_turns"))
         return merged
 
     def _binary(self, o: Mapping[str, Any]) -> str:
@@ -152,10 +162,24 @@ class JsonlCliAdapter(ProviderAdapter):
         emit: Emit,
         on_noise: Callable[[str], None] | None = None,
     ) -> int:
-        """Feed every JSON object to ``mapper`` and emit its events; returns the exit code."""
-        async for obj in proc.objects(on_noise=on_noise):
-            for event in mapper.feed(obj):
-                await emit(event)
+        """Feed every JSON object to ``mapper`` and emit its events; returns the exit code.
+
+        Raises:
+            AsmError: the mapper's ``limit`` (with the process details merged under its own)
+                once it is set, after the process has been stopped and reaped.
+        """
+        # objects() is an async generator: close it when the limit breaks out of the loop.
+        stream = cast("AsyncGenerator[dict[str, Any], None]", proc.objects(on_noise=on_noise))
+        async with aclosing(stream) as objects:
+            async for obj in objects:
+                for event in mapper.feed(obj):
+                    await emit(event)
+                if mapper.limit is not None:
+                    break
+        limit = mapper.limit
+        if limit is not None:
+            await proc.terminate()
+            raise AsmError(limit.code, limit.message, {**proc.error_details(), **limit.details})
         return await proc.wait()
 
     def _raise_if_stopped(self, proc: ProcessTransport, failure: AsmError | None, **ids: Any) -> None:

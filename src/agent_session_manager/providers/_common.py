@@ -18,6 +18,8 @@ __all__ = (
     "classify_error_message",
     "code_for_status",
     "conversation_from_input",
+    "max_turns_error",
+    "normalize_max_turns",
     "normalize_permission_mode",
     "prompt_from_input",
     "provider_session_entry",
@@ -110,6 +112,37 @@ def normalize_permission_mode(value: PermissionMode | str | None) -> PermissionM
         raise AsmError(
             ErrorCode.VALIDATION_ERROR, f"invalid permission_mode {value!r}; expected one of {valid}"
         ) from None
+
+
+def normalize_max_turns(value: Any) -> int | None:
+    """Validate a ``max_turns`` option: a positive ``int`` or ``None`` (no limit).
+
+    Raises ``AsmError(validation_error)`` otherwise (``bool`` is rejected although it is an int).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AsmError(ErrorCode.VALIDATION_ERROR, f"max_turns must be a positive int or None, got {value!r}")
+    return value
+
+
+def max_turns_error(provider: str, max_turns: int, num_turns: int, **details: Any) -> AsmError:
+    """The error of a run stopped by ``max_turns``: what ClaudeAdapter raises for ``error_max_turns``.
+
+    ``provider_error`` with ``details["reason"] == "max_turns"``, the limit in
+    ``details["max_turns"]`` and the turn that crossed it in ``details["num_turns"]``.
+    """
+    return AsmError(
+        ErrorCode.PROVIDER_ERROR,
+        f"{provider} run stopped: reached max_turns={max_turns}",
+        {
+            "provider": provider,
+            **details,
+            "reason": "max_turns",
+            "max_turns": max_turns,
+            "num_turns": num_turns,
+        },
+    )
 
 
 def provider_session_entry(session: Session, provider: str) -> Mapping[str, Any] | None:

@@ -6,13 +6,30 @@ Invocation (one process per run; the prompt is written to stdin, which is then c
         [--mode MODE] [--settings-file F] [--mcp-config F] [extra_args...]
 
 Options (constructor defaults, overridable per run through ``execute(**opts)``): ``mode``,
-``permission_mode``, ``system_prompt``, ``cwd``, ``env``, ``cli_path`` (else ``$ASM_AMP_CLI``,
-else ``$AMP_CLI_PATH``, else ``amp`` on PATH), ``extra_args``, ``settings_file``,
+``model``, ``permission_mode``, ``max_turns``, ``system_prompt``, ``cwd``, ``env``, ``cli_path``
+(else ``$ASM_AMP_CLI``, else ``$AMP_CLI_PATH``, else ``amp`` on PATH), ``extra_args``, ``settings_file``,
 ``mcp_config``, ``thinking`` (``--stream-json-thinking``), ``api_key`` (→ ``AMP_API_KEY``),
 ``timeout`` (hard deadline per run, default 900 s), ``resume_session_id`` (thread to continue;
 passed by the SessionManager for native continuation; ``provider_session_id`` is an alias),
-``max_line_bytes``, ``interrupt_grace`` / ``term_grace``. ``model`` and ``max_turns``
-are accepted and ignored: Amp picks its model server-side and has no turn limit flag.
+``max_line_bytes``, ``interrupt_grace`` / ``term_grace``.
+
+* ``mode`` / ``model``: Amp has no model selection; the Amp server picks the model for the
+  agent mode, ``--mode low|medium|high|ultra`` (wire formats §3.1). ``mode`` must be one of
+  those; ``model`` is accepted for the common option set and must name a mode too (it then
+  becomes ``--mode``). Anything else raises ``AsmError(validation_error, "Amp selects models by
+  mode (low|medium|high|ultra); got model=...")`` at construction, or for per-run options
+  before the CLI is spawned; so does a ``mode`` and a ``model`` given together that differ. A
+  per-run ``mode``/``model`` replaces the default mode. (Another ``--mode`` value a newer CLI
+  may know can still be passed through ``extra_args``.)
+* ``max_turns`` (``None``, the default, means no limit): a turn is one model response, i.e. one
+  ``assistant`` line (each is a whole message) — the same count as Claude Code's and Amp's own
+  ``num_turns``, the final answer included. Amp has no turn limit, so the adapter enforces it:
+  when assistant message ``max_turns + 1`` arrives it is not emitted, the CLI is stopped
+  (SIGINT → SIGTERM → SIGKILL, as for cancel) and ``execute`` raises ``AsmError(provider_error,
+  "amp run stopped: reached max_turns=N")`` with ``details["reason"] == "max_turns"``,
+  ``max_turns`` and ``num_turns`` — what ClaudeAdapter raises for ``error_max_turns``. As with
+  Claude Code, the tools of turn ``max_turns`` have run when the limit stops the run; unlike
+  it, the model has already answered once more (the limit is seen in that answer).
 
 * **Auth is checked up front.** Without ``AMP_API_KEY`` (in ``env``/``api_key`` or the
   process environment) the CLI starts an interactive login and waits forever, so the adapter
@@ -51,16 +68,17 @@ from typing import Any
 from ..core import AsmError, ErrorCode, EventType, PermissionMode, Run, Session, TokenUsage
 from ..ports.provider import Emit, ProviderEvent, ProviderResult
 from ._cli_base import JsonlCliAdapter
-from ._common import classify_error_message, prompt_from_input, token_usage_from
+from ._common import classify_error_message, max_turns_error, prompt_from_input, token_usage_from
 from ._subprocess import DEFAULT_MAX_LINE_BYTES, effective_env
 
-__all__ = ("AmpAdapter", "AmpStreamMapper", "amp_usage")
+__all__ = ("AMP_MODES", "AmpAdapter", "AmpStreamMapper", "amp_mode", "amp_usage")
 
 INSTALL_HINT = "npm install -g @sourcegraph/amp"
 DEFAULT_TIMEOUT = 900.0
 _LOGIN_BANNER = re.compile(r"no api key found|starting login flow", re.I)
 _APPROVAL = re.compile(r"require[s]? user approval|rejected by user", re.I)
 _CANCELLED = re.compile(r"user cancelled", re.I)
+AMP_MODES = ("low", "medium", "high", "ultra")
 
 
 def amp_usage(raw: Any) -> TokenUsage:
@@ -77,6 +95,35 @@ def classify_amp_error(message: str) -> ErrorCode:
     return classify_error_message(message)
 
 
+def amp_mode(mode: Any = None, model: Any = None) -> str | None:
+    """The ``--mode`` for a ``mode`` and/or ``model`` option (``None``: the CLI's default).
+
+    Raises:
+        AsmError: ``validation_error`` when either is not one of :data:`AMP_MODES` or they differ.
+    """
+    modes = "|".join(AMP_MODES)
+    if model is not None and model not in AMP_MODES:
+        raise AsmError(
+            ErrorCode.VALIDATION_ERROR,
+            f"Amp selects models by mode ({modes}); got model={model!r}",
+            {"provider": "amp", "model": model, "modes": list(AMP_MODES)},
+        )
+    if mode is not None and mode not in AMP_MODES:
+        raise AsmError(
+            ErrorCode.VALIDATION_ERROR,
+            f"invalid Amp mode {mode!r}; expected one of {modes}",
+            {"provider": "amp", "mode": mode, "modes": list(AMP_MODES)},
+        )
+    if mode is not None and model is not None and mode != model:
+        raise AsmError(
+            ErrorCode.VALIDATION_ERROR,
+            f"Amp selects models by mode: mode={mode!r} and model={model!r} disagree",
+            {"provider": "amp", "mode": mode, "model": model},
+        )
+    resolved: str | None = mode if mode is not None else model
+    return resolved
+
+
 class AmpStreamMapper:
     """Pure mapping of ``amp --stream-json`` lines to :class:`ProviderEvent` lists.
 
@@ -84,12 +131,17 @@ class AmpStreamMapper:
         session_id: The Amp thread id (``T-…``) from ``system/init`` or any later line.
         result: The final ``result`` object once seen.
         failure: The ``AsmError`` an error result maps to (not raised here).
+        turns: Assistant messages so far (``num_turns`` of the result once seen).
+        limit: The ``max_turns`` error, set when assistant message ``max_turns + 1`` arrives
+            (that line and everything after it map to nothing).
         usage: Sum of the per-assistant-message usages.
         content: Text of the last assistant message (the ``result`` text when given).
         tool_calls: ``[{id, name, input, output, is_error}]``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_turns: int | None = None) -> None:
+        self.max_turns = max_turns
+        self.limit: AsmError | None = None
         self.session_id: str | None = None
         self.result: dict[str, Any] | None = None
         self.failure: AsmError | None = None
@@ -100,7 +152,9 @@ class AmpStreamMapper:
         self._tools: dict[str, dict[str, Any]] = {}
 
     def feed(self, obj: Mapping[str, Any]) -> list[ProviderEvent]:
-        """Map one JSON line; unknown types map to nothing."""
+        """Map one JSON line; unknown types map to nothing (so does everything after ``limit``)."""
+        if self.limit is not None:
+            return []
         if isinstance(obj.get("session_id"), str) and obj["session_id"]:
             self.session_id = self.session_id or obj["session_id"]
         kind = obj.get("type")
@@ -126,6 +180,9 @@ class AmpStreamMapper:
 
     def _assistant(self, message: Mapping[str, Any]) -> list[ProviderEvent]:
         self.turns += 1
+        if self.max_turns is not None and self.turns > self.max_turns:
+            self.limit = max_turns_error("amp", self.max_turns, self.turns, session_id=self.session_id)
+            return []
         blocks = [b for b in message.get("content") or [] if isinstance(b, Mapping)]
         events: list[ProviderEvent] = []
         for block in blocks:
@@ -219,7 +276,9 @@ class AmpAdapter(JsonlCliAdapter):
         self,
         *,
         mode: str | None = None,
+        model: str | None = None,
         permission_mode: PermissionMode | str | None = None,
+        max_turns: int | None = None,
         system_prompt: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -235,8 +294,9 @@ class AmpAdapter(JsonlCliAdapter):
     ) -> None:
         super().__init__(
             {
-                "mode": mode,
+                "mode": amp_mode(mode, model),
                 "permission_mode": permission_mode,
+                "max_turns": max_turns,
                 "system_prompt": system_prompt,
                 "cwd": cwd,
                 "env": dict(env or {}),
@@ -251,6 +311,12 @@ class AmpAdapter(JsonlCliAdapter):
                 **defaults,
             }
         )
+
+    def _options(self, opts: Mapping[str, Any]) -> dict[str, Any]:
+        """The base merge, with a per-run ``mode``/``model`` validated and resolved to ``mode``."""
+        run_opts = dict(opts)
+        run_opts["mode"] = amp_mode(run_opts.get("mode"), run_opts.pop("model", None))
+        return super()._options(run_opts)
 
     def validate_config(self) -> None:
         """Check the permission mode, the Amp binary and that an API key is configured."""
@@ -298,7 +364,7 @@ class AmpAdapter(JsonlCliAdapter):
         prompt = prompt_from_input(run, None if thread_id else session)
         if o.get("system_prompt") and not thread_id:
             prompt = f"<system_instructions>\n{o['system_prompt']}\n</system_instructions>\n\n{prompt}"
-        mapper = AmpStreamMapper()
+        mapper = AmpStreamMapper(max_turns=o.get("max_turns"))
         argv = self.build_argv(o, binary=binary, thread_id=thread_id)
         async with self._process(run.id, o, argv, stdin=prompt + "\n") as proc:
 

@@ -22,9 +22,9 @@ else ``codex`` on PATH), ``extra_args``, ``config`` (``{key: value}`` → ``-c k
 ``provider_timeout``), ``skip_git_repo_check`` (default true), ``api_key`` (→ ``CODEX_API_KEY``),
 ``codex_home`` (→ ``CODEX_HOME``), ``resume_session_id`` (thread to resume; what the
 SessionManager passes for native continuation; ``provider_session_id`` is an alias),
-``usage_baseline`` (thread total before this run), ``max_line_bytes``, ``interrupt_grace`` /
-``term_grace`` (shutdown escalation). ``max_turns`` is accepted and ignored: exec has no such
-limit.
+``usage_baseline`` (thread total before this run), ``max_turns`` (see below; ``None``, the
+default, means no limit), ``max_line_bytes``, ``interrupt_grace`` / ``term_grace`` (shutdown
+escalation).
 
 Mappings:
 
@@ -62,6 +62,23 @@ option; the last ``token_count`` total in the thread's rollout file under ``$COD
 returned in ``output["usage_total"]`` and in ``token_usage_updated`` data (``thread_total``) so
 the manager can record it.
 
+Turns and ``max_turns``: a turn is one model response round, as in Claude Code's ``num_turns``
+(the final answer counts too). exec reports no model calls, so rounds are derived from the
+items: the first model-output item of the run begins turn 1; after a tool item (``command_execution``,
+``file_change``, ``mcp_tool_call``, ``web_search``) has completed, the next *model output*
+(a new item of any kind except ``error`` warnings, or an update of a non-tool item) begins the
+next turn — unless a tool item is still in progress (parallel calls of one response). So a run
+"reasoning, command, file change, answer" has 3 turns, which matches the 3 model calls its
+usage shows. Limits of the derivation: tool calls of one response that Codex runs one after
+another count as separate turns, and plan updates (``todo_list``) do not end a turn. The count
+is ``turn_count`` of the result. exec has no turn limit, so the adapter enforces ``max_turns``:
+when turn ``max_turns + 1`` begins, that item is not emitted, the CLI is stopped (SIGINT →
+SIGTERM → SIGKILL, as for cancel) and ``execute`` raises ``AsmError(provider_error, "codex run
+stopped: reached max_turns=N")`` with ``details["reason"] == "max_turns"``, ``max_turns`` and
+``num_turns`` — the code and reason ClaudeAdapter uses for Claude Code's ``error_max_turns``.
+Like Claude Code, the tools of turn ``max_turns`` have run when the limit stops the run; unlike
+it, the model has already begun turn ``max_turns + 1`` (that is how the limit is seen).
+
 Cancel: ``cancel(run_id)`` sends SIGINT to the process group (Codex stops without a terminal
 event), then escalates to SIGTERM and SIGKILL; ``execute`` raises ``AsmError(cancelled)``.
 """
@@ -80,7 +97,13 @@ import anyio
 from ..core import AsmError, ErrorCode, EventType, PermissionMode, Run, Session, TokenUsage
 from ..ports.provider import Emit, ProviderEvent, ProviderResult
 from ._cli_base import JsonlCliAdapter
-from ._common import classify_error_message, prompt_from_input, provider_session_entry, token_usage_from
+from ._common import (
+    classify_error_message,
+    max_turns_error,
+    prompt_from_input,
+    provider_session_entry,
+    token_usage_from,
+)
 from ._subprocess import DEFAULT_MAX_LINE_BYTES, effective_env
 
 __all__ = ("CodexAdapter", "CodexStreamMapper", "classify_error_message", "codex_usage")
@@ -129,6 +152,9 @@ class CodexStreamMapper:
         thread_id: From ``thread.started``.
         completed: A ``turn.completed`` was seen.
         failure: The ``AsmError`` a ``turn.failed`` maps to (not raised here).
+        turns: Model turns so far (see the module docstring).
+        limit: The ``max_turns`` error, set when an item begins turn ``max_turns + 1`` (that
+            item and everything after it map to nothing).
         usage: This run's usage (sum of per-turn deltas against ``baseline``).
         thread_total: The last running thread total reported.
         content: Text of the last agent message.
@@ -136,9 +162,16 @@ class CodexStreamMapper:
     """
 
     def __init__(
-        self, *, model: str | None = None, baseline: TokenUsage | None = None, resumed: bool = False
+        self,
+        *,
+        model: str | None = None,
+        baseline: TokenUsage | None = None,
+        resumed: bool = False,
+        max_turns: int | None = None,
     ):
         self.model = model
+        self.max_turns = max_turns
+        self.limit: AsmError | None = None
         self.resumed = resumed
         self.baseline = baseline or TokenUsage()
         self.thread_id: str | None = None
@@ -152,9 +185,14 @@ class CodexStreamMapper:
         self.turns = 0
         self.last_error: str | None = None
         self._started_tools: set[str] = set()
+        self._seen_tools: set[str] = set()
+        self._open_tools: set[str] = set()
+        self._tool_done = False
 
     def feed(self, obj: Mapping[str, Any]) -> list[ProviderEvent]:
-        """Map one JSONL object; unknown types map to nothing."""
+        """Map one JSONL object; unknown types map to nothing (so does everything after ``limit``)."""
+        if self.limit is not None:
+            return []
         kind = obj.get("type")
         if kind == "thread.started":
             self.thread_id = str(obj.get("thread_id") or "") or None
@@ -167,7 +205,9 @@ class CodexStreamMapper:
             return [ProviderEvent(type=EventType.RUN_STARTED, data=data)]
         if kind in ("item.started", "item.updated", "item.completed"):
             item = obj.get("item")
-            return self._item(str(kind), item) if isinstance(item, Mapping) else []
+            if not isinstance(item, Mapping) or not self._count_turn(str(kind), item):
+                return []
+            return self._item(str(kind), item)
         if kind == "turn.completed":
             return self._turn_completed(obj.get("usage"))
         if kind == "turn.failed":
@@ -179,6 +219,33 @@ class CodexStreamMapper:
         return []
 
     # -- items ---------------------------------------------------------------------------
+
+    def _count_turn(self, phase: str, item: Mapping[str, Any]) -> bool:
+        """Track model turns for one item event; False (and ``limit`` set) past ``max_turns``."""
+        itype = item.get("type")
+        if itype == "error":
+            return True  # a warning from Codex itself, not model output
+        item_id = str(item.get("id") or "")
+        is_tool = itype in _TOOL_ITEMS
+        if not (is_tool and item_id in self._seen_tools):  # model output, not tool progress
+            if self.turns == 0:
+                self.turns = 1
+            elif self._tool_done and not self._open_tools:
+                self.turns += 1
+                self._tool_done = False
+            if self.max_turns is not None and self.turns > self.max_turns:
+                self.limit = max_turns_error(
+                    "codex", self.max_turns, self.turns, thread_id=self.thread_id, item_id=item_id
+                )
+                return False
+        if is_tool:
+            self._seen_tools.add(item_id)
+            if phase == "item.completed":
+                self._open_tools.discard(item_id)
+                self._tool_done = True
+            else:
+                self._open_tools.add(item_id)
+        return True
 
     def _item(self, phase: str, item: Mapping[str, Any]) -> list[ProviderEvent]:
         itype = item.get("type")
@@ -299,7 +366,7 @@ class CodexStreamMapper:
 
     def _turn_completed(self, raw_usage: Any) -> list[ProviderEvent]:
         self.completed = True
-        self.turns += 1
+        self.turns = max(self.turns, 1)
         total = codex_usage(raw_usage)
         previous = self.thread_total if self.thread_total is not None else self.baseline
         # A total below the baseline means the baseline was wrong (e.g. a stale record): the
@@ -383,6 +450,7 @@ class CodexAdapter(JsonlCliAdapter):
         *,
         model: str | None = None,
         permission_mode: PermissionMode | str | None = None,
+        max_turns: int | None = None,
         system_prompt: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -400,6 +468,7 @@ class CodexAdapter(JsonlCliAdapter):
             {
                 "model": model,
                 "permission_mode": permission_mode,
+                "max_turns": max_turns,
                 "system_prompt": system_prompt,
                 "cwd": cwd,
                 "env": dict(env or {}),
@@ -416,7 +485,7 @@ class CodexAdapter(JsonlCliAdapter):
         )
 
     def validate_config(self) -> None:
-        """Check the permission mode and that the Codex binary can be found."""
+        """Check the permission mode, ``max_turns`` and that the Codex binary can be found."""
         self._binary(self._options({}))
 
     def build_argv(self, o: Mapping[str, Any], *, binary: str, thread_id: str | None) -> list[str]:
@@ -476,7 +545,12 @@ class CodexAdapter(JsonlCliAdapter):
         thread_id = self._thread_id(o)
         prompt = prompt_from_input(run, None if thread_id else session)
         baseline = await self._baseline(o, session, thread_id)
-        mapper = CodexStreamMapper(model=o.get("model"), baseline=baseline, resumed=thread_id is not None)
+        mapper = CodexStreamMapper(
+            model=o.get("model"),
+            baseline=baseline,
+            resumed=thread_id is not None,
+            max_turns=o.get("max_turns"),
+        )
         argv = self.build_argv(o, binary=binary, thread_id=thread_id)
         async with self._process(run.id, o, argv, stdin=prompt) as proc:
             code = await self._pump(proc, mapper, emit)
