@@ -1,14 +1,29 @@
 """The SQLite write path: one connection, one writer thread, group commit.
 
-Writes are :class:`Job` s (a function of the connection plus the asyncio future of the
-caller). The writer thread drains every queued job, runs them in one ``BEGIN IMMEDIATE`` …
-``COMMIT`` (each job inside its own ``SAVEPOINT`` so one failing job fails only itself), and
-hands the outcomes back to the event loop with ``call_soon_threadsafe`` only after the
-commit. The event loop may also run jobs inline (``run_one``/``run_batch(wait=False)``, see
-``SQLiteSessionStore``) when the writer is idle: the thread hop costs more than a WAL commit
-with ``synchronous=NORMAL``. ``lock`` guards the connection in both cases.
+Writes are :class:`Job` s, either a function of the connection (``fn``) or event rows to
+append (``rows``), each with the asyncio future of its caller. A batch of jobs runs in one
+``BEGIN IMMEDIATE`` … ``COMMIT``, and each caller is answered only after that commit:
+
+* **Fast path** (no savepoints, no per-row statements): event rows get their sequence numbers
+  in Python, once per session per batch, from each session's last committed sequence number.
+  That cache is trusted only while ``PRAGMA data_version`` shows that no other connection
+  committed since (otherwise it is dropped and ``MAX(sequence_number)`` is read under the
+  lock); a job run through ``fn`` drops the entries of the sessions it names. Consecutive
+  append jobs go into one ``executemany`` of a plain ``INSERT``, which fails on a duplicate id.
+* **Slow path**, when anything in the fast path raises (a duplicate event id, i.e. an
+  idempotent retry; a constraint; an I/O error): the transaction is rolled back, the cache
+  dropped, and the batch re-run with one ``SAVEPOINT`` per job, appending row by row with
+  ``INSERT … ON CONFLICT (id) DO NOTHING RETURNING`` (a duplicate returns the stored event),
+  so a failing job fails only its own caller.
+
+Either way a session's sequence stays gapless and in commit order across processes: numbers
+are assigned under the write lock from committed state. Outcomes go back to the event loop
+with ``call_soon_threadsafe``. The event loop may also run a batch inline
+(``run_batch(wait=False)``/``run_one``, see ``SQLiteSessionStore``) when the writer is idle:
+the thread hop costs more than a WAL commit. ``lock`` guards the connection in both cases.
 The connection's own busy handler is off; ``begin`` retries ``BEGIN IMMEDIATE`` with a
 bounded back-off so the inline path never blocks the loop on another process's lock.
+WAL checkpoints run in the writer thread (see :meth:`Writer._checkpoint`).
 """
 
 from __future__ import annotations
@@ -20,13 +35,13 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..core import AsmError, ErrorCode
 
-__all__ = ("Job", "Outcome", "Writer", "translate")
+__all__ = ("AppendResult", "EventRow", "Job", "Outcome", "Writer", "insert_next", "translate")
 
 # Primary SQLite result codes (``sqlite_errorcode & 0xFF``).
 _SQLITE_BUSY = 5
@@ -34,6 +49,28 @@ _SQLITE_LOCKED = 6
 _SQLITE_READONLY = 8
 #: A checkpoint is attempted once roughly this many WAL pages may have been written.
 _CHECKPOINT_PAGES = 1000
+#: WAL size (frames) past which a checkpoint makes sure the WAL restarts (see ``_checkpoint``).
+_WAL_RESTART_FRAMES = 4 * _CHECKPOINT_PAGES
+#: Sessions whose last sequence number is remembered (the cache is dropped beyond this).
+_CACHE_LIMIT = 10_000
+
+#: ``(id, session_id, run_id, type, ts_us, body)`` of an event to append.
+EventRow = tuple[str, str, str | None, str, int, str]
+#: Per appended row: its new sequence number, or ``(sequence_number, body)`` of the event
+#: already stored under its id.
+AppendResult = int | tuple[int, str]
+
+_INSERT_ROW = (
+    "INSERT INTO events (id, session_id, run_id, type, ts_us, body, sequence_number) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_NEXT = (
+    "INSERT INTO events (id, session_id, run_id, type, ts_us, body, sequence_number) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+    " (SELECT COALESCE(MAX(sequence_number), 0) + 1 FROM events WHERE session_id = ?2))"
+    " ON CONFLICT (id) DO NOTHING RETURNING sequence_number"
+)
+_MAX_SEQ = "SELECT MAX(sequence_number) FROM events WHERE session_id = ?"
 
 
 def _primary(exc: sqlite3.Error) -> int:
@@ -67,15 +104,35 @@ def translate(exc: BaseException, default: ErrorCode, action: str, path: str) ->
 
 @dataclass(slots=True)
 class Job:
-    """One write request: ``fn`` runs on the writer connection inside the open transaction."""
+    """One write request, run on the writer connection inside the open transaction.
 
-    fn: Callable[[sqlite3.Connection], Any]
-    fut: asyncio.Future[Any]
+    Either ``fn`` (its return value is the result; it must name in ``sessions`` every
+    session whose events it changes, e.g. a delete) or, with ``fn=None``, ``rows`` to
+    append (the result is one :data:`AppendResult` per row). ``fut`` is the caller's future
+    (``None`` for an inline write that returns its outcome directly).
+    """
+
+    fn: Callable[[sqlite3.Connection], Any] | None
+    fut: asyncio.Future[Any] | None
     sessions: tuple[str, ...]
+    rows: Sequence[EventRow] = ()
 
 
 #: ``(job, ok, value_or_exception)``
 Outcome = tuple[Job, bool, Any]
+
+
+def insert_next(conn: sqlite3.Connection, row: EventRow) -> AppendResult:
+    """Append ``row`` with the next sequence number of its session, unless its id is stored.
+
+    The slow path (one statement per row). Returns the new sequence number, or
+    ``(sequence_number, body)`` of the event already stored under that id.
+    """
+    inserted = conn.execute(_INSERT_NEXT, row).fetchall()
+    if inserted:
+        return int(inserted[0][0])
+    seq, body = conn.execute("SELECT sequence_number, body FROM events WHERE id = ?", (row[0],)).fetchone()
+    return int(seq), str(body)
 
 
 class Writer:
@@ -89,8 +146,10 @@ class Writer:
         busy_timeout: float,
         loop: asyncio.AbstractEventLoop,
         complete: Callable[[list[Outcome]], None],
+        fsync_commits: bool = False,
     ) -> None:
         self.conn = conn
+        self._fsync_commits = fsync_commits
         #: Held while a transaction or checkpoint runs (by the thread or the inline path).
         self.lock = threading.Lock()
         self._path = path
@@ -98,8 +157,15 @@ class Writer:
         self._loop = loop
         self._complete = complete
         self._queue: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        # Non-empty lists queued (by the loop) and dequeued (by the thread): each counter has
+        # a single writer, so ``idle`` needs no lock.
+        self._submitted = 0
+        self._taken = 0
         self._dirty_pages = 0
         self._checkpointer: sqlite3.Connection | None = None
+        #: session id -> last committed sequence number, valid while ``_data_version`` holds.
+        self._last_seq: dict[str, int] = {}
+        self._data_version: Any = None
         self._thread = threading.Thread(target=self._main, name="asm-sqlite-writer", daemon=True)
 
     def start(self) -> None:
@@ -107,11 +173,19 @@ class Writer:
         self._thread.start()
 
     def idle(self) -> bool:
-        """Whether no batch is queued for the thread (a hint; the lock is the guard)."""
-        return self._queue.empty()
+        """Whether no job is queued for the thread (a hint; the lock is the guard).
+
+        A queued wake-up (``submit([])``, a checkpoint request) does not count.
+        """
+        return self._taken == self._submitted
 
     def submit(self, jobs: list[Job]) -> None:
-        """Queue ``jobs`` for the next group commit (an empty list only wakes the thread)."""
+        """Queue ``jobs`` for the next group commit (an empty list only wakes the thread).
+
+        Called from the event loop only.
+        """
+        if jobs:
+            self._submitted += 1
         self._queue.put(jobs)
 
     def stop(self) -> None:
@@ -152,16 +226,18 @@ class Writer:
                 return None
         except Exception as exc:
             return self._fail(jobs, exc)
+        assigned: dict[str, int] = {}
         try:
-            # Optimistic: no savepoints. Should a job fail, the batch is rolled back and
-            # re-run with one savepoint per job so the failure stays with its own caller.
-            outcomes: list[Outcome] = [(job, True, job.fn(conn)) for job in jobs]
+            outcomes = self._run_fast(jobs, assigned)
         except Exception as exc:
-            if len(jobs) == 1 or not conn.in_transaction:
-                return self._fail(jobs, exc)
-            conn.execute("ROLLBACK")
+            self._last_seq.clear()
+            if not conn.in_transaction or (len(jobs) == 1 and jobs[0].fn is not None):
+                return self._fail(jobs, exc)  # re-running it alone would fail the same way
+            assigned.clear()
             try:
-                self._begin(wait=True)
+                conn.execute("ROLLBACK")
+                if not self._begin(wait=wait):
+                    return None
                 outcomes = [self._run_isolated(job) for job in jobs]
             except Exception as exc2:
                 return self._fail(jobs, exc2)
@@ -169,39 +245,74 @@ class Writer:
             conn.execute("COMMIT")
         except Exception as exc:
             return self._fail(jobs, exc)
-        # Each event touches ~4 b-tree pages (table + 3 indexes); batches share leaf pages.
-        self._dirty_pages += 4 + len(jobs) // 4
+        self._last_seq.update(assigned)
+        # Roughly: each row dirties a page of each of the 3 indexes (ids are random),
+        # rows of one batch share table pages.
+        pages = 3
+        for job in jobs:
+            pages += 1 if job.fn is not None else len(job.rows)
+        self._dirty_pages += pages
         return outcomes
 
-    def run_one(self, fn: Callable[[sqlite3.Connection], Any]) -> tuple[bool, Any] | None:
-        """Run ``fn`` alone in its own transaction without waiting; the caller holds ``lock``.
+    def run_one(self, job: Job) -> Outcome | None:
+        """Run ``job`` alone in its own transaction without waiting; the caller holds ``lock``.
 
-        Returns ``(ok, value_or_error)``, or ``None`` (nothing done) when another process
-        holds the write lock.
+        Returns its outcome, or ``None`` (nothing done) when another process holds the
+        write lock.
         """
+        outcomes = self.run_batch([job], wait=False)
+        return None if outcomes is None else outcomes[0]
+
+    def _run_fast(self, jobs: list[Job], assigned: dict[str, int]) -> list[Outcome]:
+        """Run ``jobs`` without savepoints, filling ``assigned`` (session -> last number)."""
         conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                return None
-            return False, translate(exc, ErrorCode.STORAGE_WRITE_FAILED, "begin write", self._path)
-        try:
-            value = fn(conn)
-            conn.execute("COMMIT")
-        except Exception as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            return False, translate(exc, ErrorCode.STORAGE_WRITE_FAILED, "write", self._path)
-        self._dirty_pages += 4
-        return True, value
+        if len(jobs) == 1 and jobs[0].fn is None and len(jobs[0].rows) == 1:
+            # A lone append: one statement, no cache lookup (so no data_version check).
+            row = jobs[0].rows[0]
+            result = insert_next(conn, row)
+            if type(result) is int:
+                assigned[row[1]] = result
+            return [(jobs[0], True, [result])]
+        cache = self._last_seq
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version or len(cache) > _CACHE_LIMIT:
+            cache.clear()  # another connection committed: what we knew may be stale
+            self._data_version = version
+        outcomes: list[Outcome] = []
+        batch: list[tuple[Any, ...]] = []
+        for job in jobs:
+            fn = job.fn
+            if fn is not None:
+                if batch:
+                    conn.executemany(_INSERT_ROW, batch)
+                    batch = []
+                outcomes.append((job, True, fn(conn)))
+                for session_id in job.sessions:
+                    cache.pop(session_id, None)
+                    assigned.pop(session_id, None)
+                continue
+            seqs: list[AppendResult] = []
+            for row in job.rows:
+                session_id = row[1]
+                seq = assigned.get(session_id)
+                if seq is None:
+                    seq = cache.get(session_id)
+                    if seq is None:
+                        seq = conn.execute(_MAX_SEQ, (session_id,)).fetchone()[0] or 0
+                seq += 1
+                assigned[session_id] = seq
+                batch.append((*row, seq))
+                seqs.append(seq)
+            outcomes.append((job, True, seqs))
+        if batch:
+            conn.executemany(_INSERT_ROW, batch)
+        return outcomes
 
     def _run_isolated(self, job: Job) -> Outcome:
         conn = self.conn
         conn.execute("SAVEPOINT asm_job")
         try:
-            value = job.fn(conn)
+            value = job.fn(conn) if job.fn is not None else [insert_next(conn, row) for row in job.rows]
         except Exception as exc:
             conn.execute("ROLLBACK TO asm_job")
             conn.execute("RELEASE asm_job")
@@ -210,6 +321,7 @@ class Writer:
         return (job, True, value)
 
     def _fail(self, jobs: list[Job], exc: BaseException) -> list[Outcome]:
+        self._last_seq.clear()
         if self.conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
@@ -221,16 +333,27 @@ class Writer:
         return self._dirty_pages >= _CHECKPOINT_PAGES
 
     def _checkpoint(self) -> None:
-        # A separate connection: in WAL mode a checkpoint runs alongside writers, so appends
-        # (inline or batched) continue while pages are copied back into the database file.
+        """Copy the WAL back into the database file, alongside appends.
+
+        ``PASSIVE`` never waits for readers or writers (of other processes); what it cannot
+        copy now is copied next time. The pass on a separate connection runs while appends
+        continue, but under steady appends it never quite catches up with them, and the next
+        write restarts the WAL from its beginning only once every frame is copied: the WAL
+        keeps growing. When commits fsync (``FULL``), a growing file makes each of them
+        slower (its size changes every time), so then — and otherwise once the WAL passes
+        ``_WAL_RESTART_FRAMES`` — a second pass holding ``lock`` (in-process appends wait
+        for it) copies the few frames committed meanwhile.
+        """
         self._dirty_pages = 0
         try:
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(
                     self._path, isolation_level=None, check_same_thread=False
                 )
-            # PASSIVE never waits for readers or writers; what it cannot copy now is copied later.
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, _ = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if self._fsync_commits or frames >= _WAL_RESTART_FRAMES:
+                with self.lock:
+                    self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             pass
 
@@ -247,8 +370,9 @@ class Writer:
                 while True:
                     if item is None:
                         stop = True
-                    else:
+                    elif item:
                         jobs.extend(item)
+                        self._taken += 1
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:

@@ -3,17 +3,25 @@
 * **WAL mode**, ``synchronous=NORMAL`` by default (durable across process crashes; ``FULL``
   also survives power loss), integer-microsecond timestamps, JSON bodies.
 * **One write connection**, with **group commit**: writes issued in the same event-loop
-  turn share one ``BEGIN IMMEDIATE`` … ``COMMIT`` (one ``SAVEPOINT`` per request only when
-  one of them fails, so a failure stays with its caller); each caller is acknowledged only
-  after the commit holding its write. When ``synchronous`` is not ``FULL`` and the writer
-  is idle, the batch is committed inline on the event loop (a WAL commit without fsync
-  costs less than a thread hop; a lone write in a quiet loop commits at once, yielding at
-  least every 2 ms). Otherwise — ``FULL``/``EXTRA`` (fsync), or another process holding
-  the lock — the batch goes to the dedicated writer thread, which retries
-  ``BEGIN IMMEDIATE`` with back-off for up to ``busy_timeout``, so the loop never waits on
-  a lock. WAL checkpoints run in the writer thread on their own connection.
-* **Sequence numbers** are assigned in the insert (``MAX(sequence_number) + 1`` on the
-  ``(session_id, sequence_number)`` unique index) under ``BEGIN IMMEDIATE``, so they stay
+  turn share one ``BEGIN IMMEDIATE`` … ``COMMIT``; each caller is acknowledged only after
+  the commit holding its write, and a failing write fails only its own caller (the batch is
+  then re-run with one ``SAVEPOINT`` per request; see ``_sqlite_writer``).
+* **Where commits run.** A lone write in a quiet loop (nothing else ready to run) commits
+  at once on the event loop when the writer is idle, yielding at least every 2 ms: a thread
+  hop costs ~100 µs on a small VM, more than a WAL commit without fsync (~30 µs) and ~40% of
+  an fsync'd one. With ``NORMAL``/``OFF``, group commits also run inline. With
+  ``FULL``/``EXTRA`` only the lone write does: the loop is then blocked for one fsync
+  (~0.2 ms here, more on slow disks) at a time when it had nothing else to do — a timer or
+  I/O event arriving meanwhile waits at most that long — while group commits (other tasks
+  are runnable) go to the writer thread so the loop keeps working during their fsync. Pass
+  ``inline_commits=False`` to keep every commit off the loop (at ~0.6x the raw rate for a
+  lone FULL writer), ``True`` to inline group commits too. A write that finds another process
+  holding the lock also goes to the writer thread, which retries ``BEGIN IMMEDIATE`` with
+  back-off for up to ``busy_timeout``, so the loop never waits on a lock. WAL checkpoints
+  run in the writer thread.
+* **Sequence numbers** are assigned under ``BEGIN IMMEDIATE`` from the committed
+  ``MAX(sequence_number)`` of the session (cached between batches while no other
+  connection commits), on the ``(session_id, sequence_number)`` unique index, so they stay
   gapless and in commit order across processes sharing the file.
 * **Reads** use a small pool of separate read-only connections in worker threads and
   never wait for the writer.
@@ -52,7 +60,7 @@ from ._query import (
     coerce_run_status,
     coerce_session_status,
 )
-from ._sqlite_writer import Job, Outcome, Writer, translate
+from ._sqlite_writer import AppendResult, EventRow, Job, Outcome, Writer, translate
 
 __all__ = ("SQLiteSessionStore",)
 
@@ -63,11 +71,6 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 _MAX_HOLD = 0.002
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_INSERT_EVENT = (
-    "INSERT INTO events (id, session_id, sequence_number, run_id, type, ts_us, body) "
-    "VALUES (?1, ?2, (SELECT COALESCE(MAX(sequence_number), 0) + 1 FROM events WHERE session_id = ?2),"
-    " ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING RETURNING sequence_number"
-)
 _UPSERT_SESSION = (
     "INSERT INTO sessions (id, agent_id, status, tags, created_us, body) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, status = excluded.status, "
@@ -78,15 +81,16 @@ _UPSERT_RUN = (
     "ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, status = excluded.status, "
     "created_us = excluded.created_us, body = excluded.body"
 )
-_EventRow = tuple[str, str, str | None, str, int, str]
+_to_json = Event.__pydantic_serializer__.to_json  # model_dump_json without its per-call overhead
+_NO_SEQUENCE = {"sequence_number"}
 
 
 def _us(value: datetime) -> int:
     return (value - _EPOCH) // _US
 
 
-def _event_row(event: Event) -> _EventRow:
-    body = event.model_dump_json(exclude={"sequence_number"})
+def _event_row(event: Event) -> EventRow:
+    body = _to_json(event, exclude=_NO_SEQUENCE).decode()
     return (event.id, event.session_id, event.run_id, event.type.value, _us(event.timestamp), body)
 
 
@@ -95,18 +99,9 @@ def _event_from_row(sequence_number: int, body: str) -> Event:
     return Event.model_validate_json(f'{{"sequence_number":{sequence_number},{body[1:]}')
 
 
-def _insert_event(conn: sqlite3.Connection, row: _EventRow) -> tuple[int, str | None]:
-    """Insert ``row``; ``(seq, None)`` when inserted, ``(seq, body)`` of the stored duplicate."""
-    inserted = conn.execute(_INSERT_EVENT, row).fetchall()
-    if inserted:
-        return int(inserted[0][0]), None
-    seq, body = conn.execute("SELECT sequence_number, body FROM events WHERE id = ?", (row[0],)).fetchone()
-    return int(seq), str(body)
-
-
-def _finish_append(event: Event, result: tuple[int, str | None]) -> Event:
-    seq, body = result
-    return event.with_sequence(seq) if body is None else _event_from_row(seq, body)
+def _finish_append(event: Event, result: AppendResult) -> Event:
+    # An int is the number just assigned; a tuple is the event already stored under that id.
+    return event.with_sequence(result) if type(result) is int else _event_from_row(*result)  # type: ignore[misc]
 
 
 class SQLiteSessionStore(SessionStore):
@@ -120,8 +115,11 @@ class SQLiteSessionStore(SessionStore):
         read_only: open the file read-only (``mode=ro``); writes raise
             ``storage_write_failed``.
         poll_interval: how often a long-poll re-reads to see other processes' appends.
-        inline_commits: commit a lone write on the event loop when the writer is idle
-            (default: unless ``synchronous`` is ``FULL``/``EXTRA``, whose fsync would block it).
+        inline_commits: where commits run when the writer is idle. ``True``: on the event
+            loop, lone writes and group commits alike; ``False``: always on the writer
+            thread; ``None`` (default): ``True`` for ``OFF``/``NORMAL``; for ``FULL``/``EXTRA``
+            only a lone write while nothing else is ready to run commits (and fsyncs) on the
+            loop, group commits go to the thread (see the module docstring).
         max_readers: idle read connections kept.
     """
 
@@ -154,7 +152,10 @@ class SQLiteSessionStore(SessionStore):
         self.read_only = read_only
         self._busy_timeout = float(busy_timeout)
         self._poll_interval = float(poll_interval)
-        self._inline = (sync in ("OFF", "NORMAL")) if inline_commits is None else inline_commits
+        no_fsync = sync in ("OFF", "NORMAL")
+        #: Lone writes on an idle loop / group commits run inline when the writer is idle.
+        self._inline_lone = True if inline_commits is None else inline_commits
+        self._inline_batch = no_fsync if inline_commits is None else inline_commits
         self._max_readers = max_readers
         mode = "ro" if read_only else "rwc"
         self._uri = f"file:{urllib.parse.quote(self.path)}?mode={mode}"
@@ -189,7 +190,7 @@ class SQLiteSessionStore(SessionStore):
         if self._writer is None and not self._closed:
             assert self._conn is not None
             self._loop = asyncio.get_running_loop()
-            if self._inline:
+            if self._inline_lone:
                 self._ready = getattr(self._loop, "_ready", None)
             self._writer = Writer(
                 self._conn,
@@ -197,6 +198,7 @@ class SQLiteSessionStore(SessionStore):
                 busy_timeout=self._busy_timeout,
                 loop=self._loop,
                 complete=self._complete,
+                fsync_commits=self.synchronous in ("FULL", "EXTRA"),
             )
             self._writer.start()
         return self
@@ -274,7 +276,13 @@ class SQLiteSessionStore(SessionStore):
 
     # -- write path -------------------------------------------------------------------------
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], sessions: tuple[str, ...] = ()) -> T:
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], Any] | None,
+        sessions: tuple[str, ...] = (),
+        rows: Sequence[EventRow] = (),
+    ) -> Any:
+        """Run one write (``fn``, or ``rows`` to append: see ``Job``) and return its result."""
         self._check_open()
         if self._writer is None:
             await self.open()
@@ -296,19 +304,19 @@ class SQLiteSessionStore(SessionStore):
         ):
             # Fast path: commit at once on the loop (see the module docstring).
             try:
-                done = writer.run_one(fn)
+                done = writer.run_one(Job(fn, None, sessions, rows))
             finally:
                 writer.lock.release()
             if done is not None:
-                ok, value = done
+                _, ok, value = done
                 if not ok:
                     raise value
                 self._wake(sessions)
                 if writer.needs_checkpoint():
                     writer.submit([])
-                return value  # type: ignore[no-any-return]
-        fut: asyncio.Future[T] = loop.create_future()
-        self._pending.append(Job(fn, fut, sessions))
+                return value
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(Job(fn, fut, sessions, rows))
         if len(self._pending) == 1:
             # The first write of a loop turn yields once, so every other ready task can add
             # its write to the same group commit, then flushes the batch itself.
@@ -323,18 +331,17 @@ class SQLiteSessionStore(SessionStore):
         return await fut
 
     def _flush(self) -> None:
-        jobs = [job for job in self._pending if not job.fut.done()]
+        jobs = [job for job in self._pending if job.fut is not None and not job.fut.done()]
         self._pending = []
         writer = self._writer
         if not jobs or writer is None:
             return
-        if self._inline and writer.idle() and writer.lock.acquire(blocking=False):
+        # A lone write may still commit inline after its yield (when ``FULL`` only inlines
+        # lone writes): timers and I/O had their turn, and nothing else is ready.
+        inline = self._inline_batch or (len(jobs) == 1 and self._ready is not None and not self._ready)
+        if inline and writer.idle() and writer.lock.acquire(blocking=False):
             try:
-                if len(jobs) == 1:
-                    done = writer.run_one(jobs[0].fn)
-                    outcomes = None if done is None else [(jobs[0], *done)]
-                else:
-                    outcomes = writer.run_batch(jobs, wait=False)
+                outcomes = writer.run_batch(jobs, wait=False)
             finally:
                 writer.lock.release()
             if outcomes is not None:
@@ -349,12 +356,13 @@ class SQLiteSessionStore(SessionStore):
         for job, ok, value in outcomes:
             if ok:
                 touched.update(job.sessions)
-            if job.fut.done():
+            fut = job.fut
+            if fut is None or fut.done():
                 continue
             if ok:
-                job.fut.set_result(value)
+                fut.set_result(value)
             else:
-                job.fut.set_exception(value)
+                fut.set_exception(value)
         self._wake(touched)
 
     def _wake(self, sessions: Iterable[str]) -> None:
@@ -512,8 +520,8 @@ class SQLiteSessionStore(SessionStore):
     async def append_event(self, event: Event) -> Event:  # noqa: D102
         if not isinstance(event, Event):
             check_events([event])
-        row = _event_row(event)
-        result = await self._write(lambda conn: _insert_event(conn, row), (event.session_id,))
+        session_id = event.session_id
+        (result,) = await self._write(None, (session_id,), (_event_row(event),))
         return _finish_append(event, result)
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:  # noqa: D102
@@ -523,7 +531,7 @@ class SQLiteSessionStore(SessionStore):
             return []
         rows = [_event_row(e) for e in events]
         sessions = tuple(dict.fromkeys(e.session_id for e in events))
-        results = await self._write(lambda conn: [_insert_event(conn, row) for row in rows], sessions)
+        results = await self._write(None, sessions, rows)
         return [_finish_append(e, r) for e, r in zip(events, results, strict=True)]
 
     @staticmethod
