@@ -4,8 +4,11 @@ commit, error translation, schema versioning and lifecycle."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -219,18 +222,30 @@ async def test_read_only_store_needs_an_existing_schema(tmp_path: Path) -> None:
     assert info.value.code is ErrorCode.STORAGE_ERROR
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file permissions")
-async def test_read_only_file_permissions_fail_writes_cleanly(tmp_path: Path) -> None:
+def _make_unwritable(path: Path) -> Callable[[], None]:
+    """Make ``path`` unwritable even for root (``chattr +i``), else by permissions; returns undo."""
+    if os.geteuid() == 0:
+        chattr = shutil.which("chattr")
+        assert chattr is not None, "running as root needs chattr to make a file unwritable"
+        subprocess.run([chattr, "+i", str(path)], check=True)
+        return lambda: subprocess.run([chattr, "-i", str(path)], check=True) and None
+    path.chmod(stat.S_IRUSR)
+    return lambda: path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+async def test_read_only_file_fails_writes_cleanly(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     session = await seed(path)
-    path.chmod(stat.S_IRUSR)
+    undo = _make_unwritable(path)
     try:
         with pytest.raises(AsmError) as info:
             async with SQLiteSessionStore(path) as store:
                 await store.append_event(ev(session.id))
         assert info.value.code in (ErrorCode.STORAGE_WRITE_FAILED, ErrorCode.STORAGE_ERROR)
     finally:
-        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+        undo()
+    async with SQLiteSessionStore(path) as store:  # nothing half-written
+        assert await store.get_latest_sequence(session.id) == 3
 
 
 @pytest.mark.parametrize(
