@@ -141,3 +141,20 @@ def test_run_missing_provider_binary_is_a_clean_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "provider_unavailable" in result.output
     assert "npm install" in result.output
+
+
+def test_run_continues_a_session(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cont.db'}"
+    runner = CliRunner()
+    first = runner.invoke(cli, ["run", "-p", "shell", "--store", url, "echo first-run"])
+    assert first.exit_code == 0, first.output
+    session_id = next(tok for tok in first.output.split() if tok.startswith("ses_"))
+    second = runner.invoke(
+        cli, ["run", "-p", "shell", "--store", url, "--session", session_id, "echo second-run"]
+    )
+    assert second.exit_code == 0, second.output
+    assert "second-run" in second.output
+    assert session_id in second.output
+    listed = runner.invoke(cli, ["events", session_id, "--store", url])
+    assert listed.output.count("run_completed") == 2
+    assert listed.output.index("first-run") < listed.output.index("second-run")
