@@ -37,13 +37,16 @@ from agent_session_manager.stores.postgres import PostgresSessionStore
 from agent_session_manager.testing.pgserver import PostgresServer
 
 PAYLOAD = {"text": "x" * 150, "role": "assistant"}  # ~200-byte events, as in DESIGN §4
+# The raw baseline writes rows of the store's ``events`` shape (same columns, same keys) over
+# the same kind of connection (TCP, autocommit) to the same durable server.
 RAW_TABLE = """
 CREATE TABLE IF NOT EXISTS raw_events (
     id text PRIMARY KEY, session_id text NOT NULL, seq bigint NOT NULL, type text NOT NULL,
-    ts timestamptz NOT NULL, data jsonb NOT NULL, UNIQUE (session_id, seq)
+    run_id text, ts timestamptz NOT NULL, data jsonb NOT NULL, metadata jsonb NOT NULL,
+    provider text, UNIQUE (session_id, seq)
 )"""
 CHILD = str(Path(__file__).resolve())
-RAW_INSERT = "INSERT INTO raw_events VALUES (%s, %s, %s, %s, %s, %s::jsonb)"
+RAW_INSERT = "INSERT INTO raw_events VALUES (%s, %s, %s, %s, NULL, %s, %s::jsonb, '{}', NULL)"
 
 
 def _row(
@@ -181,7 +184,7 @@ async def bench_postgres(events: int = 5000, quick: bool = False) -> list[dict[s
     """Run every Postgres benchmark on a fresh durable server; returns the result rows."""
     if not PostgresServer.available():
         raise RuntimeError("PostgreSQL server binaries not found (set ASM_PG_BIN)")
-    reps = 1 if quick else 3
+    reps = 1 if quick else 5
     n = min(events, 1000) if quick else events
     sessions, per_session = (20, 25) if quick else (100, 50)
     server = PostgresServer(durable=True)

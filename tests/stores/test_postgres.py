@@ -312,6 +312,27 @@ async def test_rejected_request_in_a_merged_batch_fails_alone(pg_url: str) -> No
         assert [e.sequence_number for e in await store.get_events(session.id)] == list(range(1, 40))
 
 
+async def test_lone_appends_survive_a_session_deleted_by_another_store(pg_url: str) -> None:
+    # `a` remembers that the session has a counter row (cheaper UPDATE path); `b` deletes the
+    # session behind its back, so `a` must notice the missing row and start again from 1.
+    async with (
+        await PostgresSessionStore.connect(pg_url) as a,
+        await PostgresSessionStore.connect(pg_url) as b,
+    ):
+        session = Session(agent_id="deleted")
+        await a.save_session(session)
+        first = [await a.append_event(event(session.id, i=i)) for i in range(3)]
+        assert [e.sequence_number for e in first] == [1, 2, 3]
+        assert await a.append_event(first[1]) == first[1]  # idempotent on the UPDATE path too
+        await b.delete_session(session.id)
+        again = await a.append_event(event(session.id, i=9))
+        assert again.sequence_number == 1
+        assert await a.append_event(again) == again  # a duplicate on the fallback path
+        assert await a.append_event(event(session.id, i=10)) == (await b.get_events(session.id))[-1]
+        assert [(e.sequence_number, e.data["i"]) for e in await b.get_events(session.id)] == [(1, 9), (2, 10)]
+        assert await b.get_latest_sequence(session.id) == 2
+
+
 async def test_caller_owned_pool_is_used_and_left_open(pg_url: str) -> None:
     pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[object, ...]]] = AsyncConnectionPool(
         pg_url, min_size=1, max_size=2, open=False, kwargs={"autocommit": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = (
+    "APPEND_NEXT_SQL",
     "APPEND_ONE_SQL",
     "APPEND_SQL",
     "CHANNEL",
@@ -173,6 +174,23 @@ APPEND_ONE_SQL = """
 WITH bump AS (
     INSERT INTO session_counters AS c (session_id, last_seq) VALUES (%s, 1)
     ON CONFLICT (session_id) DO UPDATE SET last_seq = c.last_seq + 1
+    RETURNING last_seq
+),
+ins AS (
+    INSERT INTO events (id, session_id, sequence_number, type, run_id, ts, data, metadata, provider)
+    SELECT %s, %s, last_seq, %s, %s, %s, %s::jsonb, %s::jsonb, %s FROM bump
+    RETURNING sequence_number
+)
+SELECT sequence_number, pg_notify('asm_events', %s || ':' || sequence_number)::text FROM ins
+"""
+
+# The steady-state single-event path, for a session whose counter row exists: a plain
+# ``UPDATE … RETURNING`` takes the same row lock as the upsert above but skips its conflict
+# check and tuple-lock WAL record. Without a counter row (first event, or the session was
+# deleted) it inserts nothing and returns no row; the caller then runs APPEND_ONE_SQL.
+APPEND_NEXT_SQL = """
+WITH bump AS (
+    UPDATE session_counters SET last_seq = last_seq + 1 WHERE session_id = %s
     RETURNING last_seq
 ),
 ins AS (

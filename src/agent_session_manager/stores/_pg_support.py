@@ -18,6 +18,7 @@ from ..core import AsmError, ErrorCode, Event
 from . import _pg_sql as sql
 
 AsyncConn = psycopg.AsyncConnection[TupleRow]
+AsyncCur = psycopg.AsyncCursor[TupleRow]
 T = TypeVar("T")
 
 _MIGRATION_LOCK = 0x61736D5F736368  # "asm_sch": advisory lock key serializing schema migrations
@@ -184,32 +185,43 @@ def _event_from_row(row: Sequence[Any]) -> Event:
     )
 
 
-async def _append_one(row: _Row, conn: AsyncConn) -> dict[str, int | Event]:
-    event_id, session_id = row[0], row[1]
-    params = (session_id, event_id, *row[1:], session_id)
+async def _append_one(cur: AsyncCur, row: _Row, counted: bool) -> int | Event:
+    """Append one event on a writer's cursor: its new sequence number, or the stored event.
+
+    ``counted`` says the session's counter row is believed to exist: then the cheaper
+    ``APPEND_NEXT_SQL`` runs first, falling back to the upsert when it finds no counter row.
+    """
+    event_id = row[0]
+    params = (row[1], event_id, *row[1:], row[1])
     for attempt in range(_ATTEMPTS):
         try:
-            cur = await conn.execute(sql.APPEND_ONE_SQL, params)
+            if counted:
+                await cur.execute(sql.APPEND_NEXT_SQL, params, prepare=True)
+                got = await cur.fetchone()
+                if got is not None:
+                    return int(got[0])
+                counted = False  # no counter row (first event, or the session was deleted)
+            await cur.execute(sql.APPEND_ONE_SQL, params, prepare=True)
             got = await cur.fetchone()
             assert got is not None
-            return {event_id: int(got[0])}
+            return int(got[0])
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "events_pkey":
                 raise
-            cur = await conn.execute(f"SELECT {sql.EVENT_COLUMNS} FROM events WHERE id = %s", (event_id,))
+            await cur.execute(f"SELECT {sql.EVENT_COLUMNS} FROM events WHERE id = %s", (event_id,))
             stored = await cur.fetchone()
             if stored is not None:
-                return {event_id: _event_from_row(stored)}
+                return _event_from_row(stored)
         except psycopg.Error as exc:
             if exc.sqlstate not in _RETRYABLE_STATES or attempt == _ATTEMPTS - 1:
                 raise
     raise AsmError(ErrorCode.STORAGE_WRITE_FAILED, f"could not append event {event_id}")
 
 
-async def _append_batch(params: dict[str, list[Any]], conn: AsyncConn) -> dict[str, int | Event]:
+async def _append_batch(cur: AsyncCur, params: dict[str, list[Any]]) -> dict[str, int | Event]:
     for attempt in range(_ATTEMPTS):
         try:
-            cur = await conn.execute(sql.APPEND_SQL, params)
+            await cur.execute(sql.APPEND_SQL, params)
             rows = await cur.fetchall()
             break
         except psycopg.Error as exc:

@@ -4,10 +4,13 @@ Design (see DESIGN §3 "Stores" and §6):
 
 * **Appends** run as one SQL statement per batch (one round trip, one implicit transaction):
   the session's row in ``session_counters`` is incremented with ``INSERT … ON CONFLICT DO
-  UPDATE … RETURNING``; its row lock serializes the session's appenders until commit, so commit
-  order equals sequence order across processes and hosts. Ids already stored are returned as
-  stored (idempotency); a concurrent insert of the same id fails the statement (nothing of it is
-  kept, the counter bump included) and the batch is retried, now finding the stored row.
+  UPDATE … RETURNING`` (a lone append to a session known to have that row uses a plain
+  ``UPDATE … RETURNING``, falling back to the upsert when the row is missing); its row lock
+  serializes the session's appenders until commit, so commit order equals sequence order
+  across processes and hosts. Each writer connection keeps one cursor and prepared
+  statements. Ids already stored are returned as stored (idempotency); a concurrent insert of
+  the same id fails the statement (nothing of it is kept, the counter bump included) and the
+  batch is retried, now finding the stored row.
 * **Group commit**: concurrent appends of one process are merged into one statement by a
   leader/follower queue (no background writer task): the first appender that finds a free
   writer slot flushes the queued requests of everyone, the others wait for their result. Each
@@ -29,7 +32,6 @@ Design (see DESIGN §3 "Stores" and §6):
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +52,7 @@ from ._pg_support import (
     _MIGRATION_LOCK,
     _SERVER_OPTIONS,
     AsyncConn,
+    AsyncCur,
     _Append,
     _append_batch,
     _append_one,
@@ -71,6 +74,8 @@ from ._query import EventQuery, check_limit, check_offset, coerce_run_status, co
 __all__ = ("PostgresSessionStore",)
 
 T = TypeVar("T")
+
+_COUNTED_MAX = 100_000  # sessions remembered as having a counter row
 
 
 class PostgresSessionStore(SessionStore):
@@ -134,7 +139,8 @@ class PostgresSessionStore(SessionStore):
         self._max_writers = max_writers
         self._waiters = _Waiters()
         self._queue: deque[_Append] = deque()
-        self._idle_writers: list[AsyncConn] = []
+        self._idle_writers: list[AsyncCur] = []  # one reusable cursor per writer connection
+        self._counted: set[str] = set()  # sessions whose counter row is known to exist
         self._writers = 0
         self._idle: anyio.Event | None = None
         self._open_lock = anyio.Lock()
@@ -210,7 +216,7 @@ class PostgresSessionStore(SessionStore):
             if self._listen_conn is not None:
                 await _close_quietly(self._listen_conn)
             while self._idle_writers:
-                await _close_quietly(self._idle_writers.pop())
+                await _close_quietly(self._idle_writers.pop().connection)
             if self._owns_pool and self._pool is not None:
                 await self._pool.close()
 
@@ -451,6 +457,7 @@ class PostgresSessionStore(SessionStore):
                     await conn.execute(f"DELETE FROM {table} WHERE {column} = %s", (session_id,))
 
         await self._run("delete_session", ErrorCode.STORAGE_WRITE_FAILED, go)
+        self._counted.discard(session_id)
         self._waiters.wake(session_id)
 
     async def save_run(self, run: Run) -> None:  # noqa: D102
@@ -510,7 +517,19 @@ class PostgresSessionStore(SessionStore):
 
     # -- events: appends (group commit) ----------------------------------------------------
     async def append_event(self, event: Event) -> Event:  # noqa: D102
-        return (await self._append([event]))[0]
+        if self._queue or self._writers >= self._max_writers or not self._opened or self._closed:
+            return (await self._append([event]))[0]
+        # Uncontended fast path: take the free writer slot directly, without queueing. Appends
+        # arriving meanwhile queue up and are handed the slot when this one finishes.
+        row = _encode(event)
+        self._writers += 1
+        try:
+            stored = await self._append_single(row)
+        finally:
+            self._writers -= 1
+            self._hand_off()
+        self._waiters.wake(event.session_id)
+        return _resolve(event, stored)
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:  # noqa: D102
         items = list(events)
@@ -603,13 +622,29 @@ class PostgresSessionStore(SessionStore):
         """Store ``rows`` in one statement; map each id to its new number or stored event."""
         unique = list({row[0]: row for row in rows}.values())
         if len(unique) == 1:
-            return await self._on_writer(functools.partial(_append_one, unique[0]))
-        columns = zip(*unique, strict=True)
-        return await self._on_writer(
-            functools.partial(_append_batch, {k: list(v) for k, v in zip(_BATCH_KEYS, columns, strict=True)})
-        )
+            return {unique[0][0]: await self._append_single(unique[0])}
+        params = {k: list(v) for k, v in zip(_BATCH_KEYS, zip(*unique, strict=True), strict=True)}
+        stored = await self._on_writer(lambda cur: _append_batch(cur, params))
+        for session_id in params["sids"]:
+            self._note_counted(session_id)
+        return stored
 
-    async def _on_writer(self, fn: Callable[[AsyncConn], Awaitable[T]]) -> T:
+    async def _append_single(self, row: _Row) -> int | Event:
+        """Store one event; its new sequence number, or the stored event if its id exists."""
+        session_id = row[1]
+        counted = session_id in self._counted
+        stored = await self._on_writer(lambda cur: _append_one(cur, row, counted))
+        if not counted:
+            self._note_counted(session_id)
+        return stored
+
+    def _note_counted(self, session_id: str) -> None:
+        """Remember that ``session_id`` has a counter row (bounded; a stale entry costs a retry)."""
+        if len(self._counted) >= _COUNTED_MAX:
+            self._counted.clear()
+        self._counted.add(session_id)
+
+    async def _on_writer(self, fn: Callable[[AsyncCur], Awaitable[T]]) -> T:
         """Run ``fn`` on a dedicated writer connection (not pooled: the hot path stays lean).
 
         Called by the writer holding a group-commit slot, so at most ``max_writers``
@@ -617,19 +652,23 @@ class PostgresSessionStore(SessionStore):
         are idempotent by event id, so a commit whose acknowledgement was lost is not doubled).
         """
         for attempt in range(2):
-            conn = self._idle_writers.pop() if self._idle_writers else await self._connect(listener=False)
+            if self._idle_writers:
+                cur = self._idle_writers.pop()
+            else:
+                cur = (await self._connect(listener=False)).cursor()
+            conn = cur.connection
             try:
-                result = await fn(conn)
+                result = await fn(cur)
             except psycopg.Error as exc:
                 broken = conn.broken or conn.closed or _is_connection_failure(exc)
                 if not broken:
-                    self._idle_writers.append(conn)
+                    self._idle_writers.append(cur)
                     raise _translate(exc, "append", ErrorCode.STORAGE_WRITE_FAILED) from exc
                 await _close_quietly(conn)
                 if attempt or self._closed:
                     raise _translate(exc, "append", ErrorCode.STORAGE_WRITE_FAILED) from exc
             except AsmError:
-                self._idle_writers.append(conn)
+                self._idle_writers.append(cur)
                 raise
             except BaseException:
                 # Cancelled or failed mid-statement: the connection state is unknown.
@@ -637,7 +676,7 @@ class PostgresSessionStore(SessionStore):
                     await _close_quietly(conn)
                 raise
             else:
-                self._idle_writers.append(conn)
+                self._idle_writers.append(cur)
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
 
