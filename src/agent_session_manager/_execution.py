@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +47,45 @@ class RunResult(DomainModel):
     model: str | None = None
     policy: dict[str, Any] | None = None
     workspace: dict[str, Any] | None = None
+
+
+class _OrderLock:
+    """A FIFO async lock that costs nothing when uncontended.
+
+    ``emit`` takes it once per event, so unlike ``anyio.Lock`` it does not checkpoint on an
+    uncontended acquire (the store call inside the critical section awaits anyway). Waiters
+    are handed the lock in arrival order.
+    """
+
+    __slots__ = ("_locked", "_waiters")
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: deque[anyio.Event] = deque()
+
+    async def __aenter__(self) -> None:
+        if not self._locked:
+            self._locked = True
+            return
+        turn = anyio.Event()
+        self._waiters.append(turn)
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn.is_set():  # handed the lock while being cancelled: pass it on
+                self._release()
+            else:
+                self._waiters.remove(turn)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # ownership moves to the next waiter
+        else:
+            self._locked = False
 
 
 @dataclass(eq=False)
@@ -101,7 +141,7 @@ class RunExecution:
         self.provider_info: dict[str, Any] = {}
         self.terminal_data: dict[str, Any] = {}
         self.callback_error: Exception | None = None
-        self._lock = anyio.Lock(fast_acquire=True)
+        self._lock = _OrderLock()
 
     def _event(
         self,
