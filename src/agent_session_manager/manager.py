@@ -40,7 +40,7 @@ from .core import (
     SessionStatus,
 )
 from .core.redaction import redact, redact_data
-from .core.transcript import build_transcript
+from .core.transcript import Transcript, build_transcript
 from .ports import ProviderAdapter, ProviderResult, SessionStore
 
 __all__ = ("EventCallback", "RunResult", "SessionManager")
@@ -212,7 +212,11 @@ class SessionManager:
                 )
 
     async def _session_for_adapter(
-        self, session: Session, continuation: bool | str | None, continuation_opts: dict[str, Any] | None
+        self,
+        session: Session,
+        continuation: bool | str | None,
+        continuation_opts: dict[str, Any] | None,
+        transcript: Transcript | None = None,
     ) -> tuple[Session, dict[str, Any]]:
         if continuation is None or continuation is False:
             return session, {}
@@ -243,9 +247,17 @@ class SessionManager:
         if mode in ("native", "auto") and native_id:
             extra["resume_session_id"] = native_id
             return session, extra
-        # build_transcript validates the limits (validation_error) before anything changes.
-        events = await self.store.get_events(session.id)
-        transcript = build_transcript(events, session_id=session.id, **opts)
+        if transcript is not None:
+            if transcript.session_id != session.id:
+                raise AsmError(
+                    ErrorCode.VALIDATION_ERROR,
+                    f"transcript is for session {transcript.session_id}, not {session.id}",
+                )
+            # Re-applying limits validates them (validation_error) before anything changes.
+            transcript = transcript.extend((), **opts) if opts else transcript
+        else:
+            events = await self.store.get_events(session.id)
+            transcript = build_transcript(events, session_id=session.id, **opts)
         context = {**session.context, "transcript": transcript.model_dump(mode="json")}
         return session.model_copy(update={"context": context}), extra
 
@@ -261,8 +273,14 @@ class SessionManager:
         policies: Any = None,
         workspace: Any = None,
         timeout: float | None = None,
+        transcript: Transcript | None = None,
     ) -> RunResult:
         """Execute a pending run through the provider and persist everything it reports.
+
+        With transcript replay (``continuation="replay"``, or ``"auto"``/``True`` without a
+        native provider session), the replayed transcript is built from the session's whole
+        log, or taken from ``transcript`` when the caller keeps one up to date (e.g. the
+        SessionServer's incremental cache); ``continuation_opts`` limits apply either way.
 
         ``on_event`` (plain or async) receives each persisted event. If it raises while the
         run executes, the exception reaches the adapter through ``emit`` and the run ends
@@ -291,7 +309,7 @@ class SessionManager:
         session = await self.store.get_session(run.session_id)
         self._check_pending(run)
         adapter_session, extra_opts = await self._session_for_adapter(
-            session, continuation, continuation_opts
+            session, continuation, continuation_opts, transcript
         )
         opts = {**extra_opts, **(adapter_opts or {})}
 

@@ -168,3 +168,51 @@ async def test_invalid_continuation(
     assert info.value.code is ErrorCode.VALIDATION_ERROR
     assert (await manager.get_run(run.id)).status is RunStatus.PENDING
     assert adapter.calls == []
+
+
+class CountingStore(InMemorySessionStore):
+    """Counts full-log reads (get_events with no cursor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full_reads = 0
+
+    async def get_events(self, session_id: str, **kwargs: Any) -> list[Any]:  # type: ignore[override]
+        if not kwargs.get("after") and not kwargs.get("run_id"):
+            self.full_reads += 1
+        return await super().get_events(session_id, **kwargs)
+
+
+async def test_a_given_transcript_replaces_the_full_read() -> None:
+    from agent_session_manager.core.transcript import build_transcript
+
+    store = CountingStore()
+    adapter = ScriptedAdapter()
+    manager = SessionManager(store, adapter)
+    sid = await open_session(manager)
+    first = await manager.start_run(sid, "first question")
+    await manager.execute_run(first.id)
+    transcript = build_transcript(await store.get_events(sid), session_id=sid)
+    reads = store.full_reads
+    second = await manager.start_run(sid, "second question")
+    await manager.execute_run(
+        second.id, continuation="replay", transcript=transcript, continuation_opts={"max_messages": 1}
+    )
+    assert store.full_reads == reads  # the manager did not read the whole log
+    given = adapter.calls[1].context["transcript"]
+    assert given["session_id"] == sid
+    assert [m["role"] for m in given["messages"]] == ["assistant"]  # limits still apply
+    assert given["messages"][0]["content"] == transcript.messages[-1].content
+
+
+async def test_a_transcript_of_another_session_is_refused(manager: SessionManager) -> None:
+    from agent_session_manager.core.transcript import Transcript
+
+    sid = await open_session(manager)
+    run = await manager.start_run(sid, "q")
+    with pytest.raises(AsmError) as info:
+        await manager.execute_run(
+            run.id, continuation="replay", transcript=Transcript(session_id="ses_other")
+        )
+    assert info.value.code is ErrorCode.VALIDATION_ERROR
+    assert (await manager.get_run(run.id)).status is RunStatus.PENDING

@@ -17,10 +17,10 @@ from anyio.abc import TaskGroup
 
 from ..core import AsmError, ErrorCode, Event, RunStatus
 from ..core.redaction import redact
-from ..manager import EventCallback, RunResult
+from ..manager import EventCallback, RunResult, SessionManager
 from ..ports import ProviderAdapter, SessionStore
 from ._runs import RunEntry, cancelled_error, finalize_unfinished
-from ._transcripts import CachingManager
+from ._transcripts import TranscriptCache
 from .control import ControlOperations
 from .limiter import ConcurrencyLimiter
 
@@ -44,7 +44,8 @@ class RunExecution:
 
     store: SessionStore
     adapter: ProviderAdapter
-    manager: CachingManager
+    manager: SessionManager
+    _transcripts: TranscriptCache | None
     limiter: ConcurrencyLimiter | None
     control_ops: ControlOperations | None
     _state: Literal["new", "open", "closing", "closed"]
@@ -161,6 +162,11 @@ class RunExecution:
             self.control_ops.register_run(self.session_id, entry.run_id)
         opts = dict(entry.opts)
         on_event = self._event_callback(opts.pop("on_event", None))
+        continuation = opts.get("continuation")
+        if self._transcripts is not None and (continuation is True or continuation in ("auto", "replay")):
+            # The cache reads only the events new since the last run (None after a store
+            # error: the manager then reads the whole log for this run).
+            opts["transcript"] = await self._transcripts.current()
         entry.executing = True
         return await self.manager.execute_run(entry.run_id, on_event=on_event, **opts)
 

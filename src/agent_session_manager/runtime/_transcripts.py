@@ -1,4 +1,4 @@
-"""The SessionServer's transcript cache and the manager that uses it."""
+"""The SessionServer's transcript cache."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from typing import Any
 
 import anyio
 
-from ..core import AsmError, ErrorCode, Session
+from ..core import AsmError, ErrorCode
 from ..core.transcript import Transcript, build_transcript
-from ..manager import SessionManager
-from ..ports import ProviderAdapter, SessionStore
+from ..ports import SessionStore
 
-__all__ = ("CachingManager", "TranscriptCache")
+__all__ = ("TranscriptCache",)
 
 log = logging.getLogger(__name__)
 
@@ -84,34 +83,3 @@ class TranscriptCache:
                 return None
             transcript = self._transcript
         return transcript.extend((), **limits) if limits else transcript
-
-
-class CachingManager(SessionManager):
-    """A SessionManager whose transcript replay comes from a :class:`TranscriptCache`.
-
-    ``SessionManager.execute_run`` builds a replay transcript from the session's whole log;
-    this subclass substitutes the incrementally maintained cache (same result, O(new events)
-    reads). Native resume, invalid modes, other sessions and a manager without a cache are left
-    to the base class. If the cache cannot be read, the base class's full read is used for that
-    run.
-    """
-
-    def __init__(self, store: SessionStore, adapter: ProviderAdapter) -> None:
-        super().__init__(store, adapter)
-        self.transcripts: TranscriptCache | None = None
-
-    async def _session_for_adapter(
-        self, session: Session, continuation: bool | str | None, continuation_opts: dict[str, Any] | None
-    ) -> tuple[Session, dict[str, Any]]:
-        mode = "auto" if continuation is True else continuation
-        cache = self.transcripts
-        if cache is None or mode not in ("auto", "replay") or session.id != cache.session_id:
-            return await super()._session_for_adapter(session, continuation, continuation_opts)
-        entry = session.metadata.get("provider_sessions", {}).get(self.adapter.name, {})
-        if mode == "auto" and isinstance(entry, dict) and entry.get("provider_session_id"):
-            return await super()._session_for_adapter(session, continuation, continuation_opts)
-        transcript = await cache.current(continuation_opts)
-        if transcript is None:
-            return await super()._session_for_adapter(session, continuation, continuation_opts)
-        context = {**session.context, "transcript": transcript.model_dump(mode="json")}
-        return session.model_copy(update={"context": context}), {}

@@ -22,7 +22,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ..core import AsmError, ErrorCode, EventType, RunStatus, SessionStatus, new_id
-from ..manager import RunResult
+from ..manager import RunResult, SessionManager
 from ..ports import ProviderAdapter, SessionStore
 from ._execution import RunExecution, _ParkedWorker
 from ._runs import (
@@ -35,7 +35,7 @@ from ._runs import (
     split_start_opts,
     stored_outcome,
 )
-from ._transcripts import CachingManager, TranscriptCache
+from ._transcripts import TranscriptCache
 from .control import ControlOperations
 from .limiter import ConcurrencyLimiter
 from .subscriptions import Subscription, SubscriptionHub, check_from_sequence, check_types
@@ -146,7 +146,8 @@ class SessionServer(RunExecution):
         self.adapter = adapter
         self.limiter = limiter
         self.control_ops = control_ops
-        self.manager = CachingManager(store, adapter)
+        self.manager = SessionManager(store, adapter)
+        self._transcripts: TranscriptCache | None = None
         self._session_opts = session_opts
         self._session_id = session_id
         self._state: Literal["new", "open", "closing", "closed"] = "new"
@@ -173,7 +174,7 @@ class SessionServer(RunExecution):
     @property
     def transcript_cache(self) -> TranscriptCache | None:
         """The transcript cache (``None`` before the server is open)."""
-        return self.manager.transcripts
+        return self._transcripts
 
     async def __aenter__(self) -> SessionServer:
         if self._state != "new":
@@ -220,7 +221,7 @@ class SessionServer(RunExecution):
                 self.limiter.acquire_session_slot(session.id)
             if session.status is SessionStatus.PENDING:
                 await self.manager.activate_session(session.id)
-        self.manager.transcripts = TranscriptCache(self.store, self.session_id)
+        self._transcripts = TranscriptCache(self.store, self.session_id)
         self._hub = SubscriptionHub(self.store, self.session_id, long_poll=self._long_poll)
 
     async def __aexit__(
