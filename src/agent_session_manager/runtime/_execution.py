@@ -146,12 +146,13 @@ class RunExecution:
                 {"run_id": entry.run_id, "exception": type(exc).__name__},
             )
         finally:
-            with anyio.CancelScope(shield=True):
-                if entry.error is not None:
+            if entry.error is not None:
+                with anyio.CancelScope(shield=True):
                     await self._settle(entry, entry.error)
-                if self.limiter is not None:
-                    self.limiter.release_run_slot(entry.run_id)
-                self._finish(entry, dispatch=dispatch)
+            # The rest never awaits, so it needs no shield.
+            if self.limiter is not None:
+                self.limiter.release_run_slot(entry.run_id)
+            self._finish(entry, dispatch=dispatch)
 
     async def _execute(self, entry: RunEntry) -> RunResult:
         if entry.cancel_requested:  # cancelled before it started: never call the provider
