@@ -212,3 +212,37 @@ async def test_store_concurrent_appends_mix_retries_and_new_events(
             assert [e.sequence_number for e in got] == [1, 2, 3, 4, 5, 6, 1, 7]
             assert [e.data["i"] for e in got] == [0, 1, 2, 3, 4, 5, 0, 6]
             assert [e.sequence_number for e in await store.get_events(f"ses_{k}")] == list(range(1, 8))
+
+
+async def test_append_one_numbers_returns_duplicates_and_yields_to_a_locked_database(
+    harness: Harness,
+) -> None:
+    writer = harness.writer
+    first, second = row("ses_a", 1), row("ses_a", 2)
+    with writer.lock:
+        assert writer.append_one(first) == 1
+        assert writer.append_one(second) == 2
+        assert writer.append_one(first) == (1, first[5])  # an idempotent retry returns the stored event
+        harness.other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            assert writer.append_one(row("ses_a", 3)) is None
+            assert not writer.conn.in_transaction
+        finally:
+            harness.other.execute("ROLLBACK")
+    assert harness.stored("ses_a") == [(1, first[0]), (2, second[0])]
+    # The next group commit continues the numbering (from the cache the lone appends kept).
+    assert values(harness.run(append(row("ses_a", 4), row("ses_a", 5)))) == [[3, 4]]
+
+
+async def test_append_one_failure_raises_rolls_back_and_the_next_append_continues(harness: Harness) -> None:
+    writer = harness.writer
+    bad = (*row("ses_a")[:3], None, *row("ses_a")[4:])  # type is NOT NULL
+    with writer.lock:
+        assert writer.append_one(row("ses_a")) == 1
+        with pytest.raises(AsmError) as info:
+            writer.append_one(bad)  # type: ignore[arg-type]
+        assert info.value.code is ErrorCode.STORAGE_WRITE_FAILED
+        assert isinstance(info.value.__cause__, sqlite3.IntegrityError)
+        assert not writer.conn.in_transaction
+        assert writer.append_one(row("ses_a")) == 2
+    assert [seq for seq, _ in harness.stored("ses_a")] == [1, 2]

@@ -16,6 +16,7 @@ import pytest
 
 from agent_session_manager.core import AsmError, ErrorCode, Event, EventType, Run, RunStatus, Session
 from agent_session_manager.stores._migrations import SQLITE_MIGRATIONS
+from agent_session_manager.stores._sqlite_writer import _CHECKPOINT_PAGES_FSYNC, _WAL_RESTART_FRAMES
 from agent_session_manager.stores.sqlite import SQLiteSessionStore
 
 pytestmark = pytest.mark.anyio
@@ -43,6 +44,61 @@ async def test_appends_survive_reopen_in_both_durability_modes(tmp_path: Path, s
         again = await store.get_events("ses_1")
     assert [e.id for e in again] == [e.id for e in stored]
     assert [e.data["i"] for e in again] == list(range(20))
+
+
+@pytest.mark.parametrize(
+    ("synchronous", "tasks", "per_task", "max_frames"),
+    [
+        ("NORMAL", 1, 12_000, 3 * _WAL_RESTART_FRAMES),
+        ("NORMAL", 20, 600, 3 * _WAL_RESTART_FRAMES),
+        ("FULL", 1, 2_500, 4 * _CHECKPOINT_PAGES_FSYNC),
+    ],
+)
+async def test_wal_stays_bounded_under_steady_appends(
+    tmp_path: Path, synchronous: str, tasks: int, per_task: int, max_frames: int
+) -> None:
+    # Without checkpoints that let the WAL restart, each append adds ~4-5 frames for good
+    # (~50,000 frames for 12,000 appends); the bound is a few checkpoint intervals.
+    path = tmp_path / "s.db"
+    async with SQLiteSessionStore(path, synchronous=synchronous) as store:  # type: ignore[arg-type]
+
+        async def worker(k: int) -> None:
+            for i in range(per_task):
+                await store.append_event(ev(f"ses_{k}", i=i))
+
+        async with anyio.create_task_group() as tg:
+            for k in range(tasks):
+                tg.start_soon(worker, k)
+        wal_bytes = os.path.getsize(f"{path}-wal")
+        assert [await store.get_latest_sequence(f"ses_{k}") for k in range(tasks)] == [per_task] * tasks
+    frame_bytes = 4096 + 24  # default page size plus the frame header
+    assert wal_bytes <= 32 + max_frames * frame_bytes, wal_bytes // frame_bytes
+
+
+async def test_a_burst_of_lone_appends_still_lets_timers_run(tmp_path: Path) -> None:
+    # Lone appends commit on the loop without yielding, but a burst yields every _MAX_HOLD
+    # (2 ms), so a 1 ms timer fires many times during 3,000 appends (>= 30 ms anywhere).
+    # Without those yields it would fire only when a checkpoint holds the writer lock
+    # (with NORMAL: about every 1,000 appends).
+    count = 3000
+    appended = 0
+    seen: list[int] = []
+    async with SQLiteSessionStore(tmp_path / "s.db") as store:
+        await store.append_event(ev("ses_0"))
+        async with anyio.create_task_group() as tg:
+
+            async def ticker() -> None:
+                while True:
+                    await anyio.sleep(0.001)  # a timer: it fires only when the loop gets a turn
+                    seen.append(appended)
+
+            tg.start_soon(ticker)
+            await anyio.wait_all_tasks_blocked()  # the ticker is waiting on its timer
+            for i in range(count):
+                await store.append_event(ev("ses_1", i=i))
+                appended += 1
+            tg.cancel_scope.cancel()
+    assert len({n for n in seen if 0 < n < count}) >= 8, seen
 
 
 async def test_wal_mode_and_schema_version_are_set(tmp_path: Path) -> None:

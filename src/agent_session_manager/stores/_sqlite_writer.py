@@ -19,8 +19,9 @@ append (``rows``), each with the asyncio future of its caller. A batch of jobs r
 Either way a session's sequence stays gapless and in commit order across processes: numbers
 are assigned under the write lock from committed state. Outcomes go back to the event loop
 with ``call_soon_threadsafe``. The event loop may also run a batch inline
-(``run_batch(wait=False)``/``run_one``, see ``SQLiteSessionStore``) when the writer is idle:
-the thread hop costs more than a WAL commit. ``lock`` guards the connection in both cases.
+(``run_batch(wait=False)``/``run_one``, or ``append_one`` for a lone append, see
+``SQLiteSessionStore``) when the writer is idle: the thread hop costs more than a WAL commit.
+``lock`` guards the connection in both cases.
 The connection's own busy handler is off; ``begin`` retries ``BEGIN IMMEDIATE`` with a
 bounded back-off so the inline path never blocks the loop on another process's lock.
 WAL checkpoints run in the writer thread (see :meth:`Writer._checkpoint`).
@@ -49,6 +50,8 @@ _SQLITE_LOCKED = 6
 _SQLITE_READONLY = 8
 #: A checkpoint is attempted once roughly this many WAL pages may have been written.
 _CHECKPOINT_PAGES = 1000
+#: The same when every commit fsyncs (``FULL``/``EXTRA``): see :meth:`Writer._checkpoint`.
+_CHECKPOINT_PAGES_FSYNC = 500
 #: WAL size (frames) past which a checkpoint makes sure the WAL restarts (see ``_checkpoint``).
 _WAL_RESTART_FRAMES = 4 * _CHECKPOINT_PAGES
 #: Sessions whose last sequence number is remembered (the cache is dropped beyond this).
@@ -150,6 +153,7 @@ class Writer:
     ) -> None:
         self.conn = conn
         self._fsync_commits = fsync_commits
+        self._checkpoint_pages = _CHECKPOINT_PAGES_FSYNC if fsync_commits else _CHECKPOINT_PAGES
         #: Held while a transaction or checkpoint runs (by the thread or the inline path).
         self.lock = threading.Lock()
         self._path = path
@@ -263,6 +267,34 @@ class Writer:
         outcomes = self.run_batch([job], wait=False)
         return None if outcomes is None else outcomes[0]
 
+    def append_one(self, row: EventRow) -> AppendResult | None:
+        """Append one row in its own transaction without waiting; the caller holds ``lock``.
+
+        ``run_one`` for a lone append, without its per-job bookkeeping (this runs on the
+        event loop for most sequential appends). Returns the row's :data:`AppendResult`,
+        or ``None`` (nothing done) when another process holds the write lock; raises the
+        translated error when the append fails (nothing is then committed).
+        """
+        conn = self.conn
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    return None
+                raise
+            result = insert_next(conn, row)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            error = self._abort(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        if type(result) is int:
+            self._last_seq[row[1]] = result
+        self._dirty_pages += 4  # as ``run_batch`` counts a lone row
+        return result
+
     def _run_fast(self, jobs: list[Job], assigned: dict[str, int]) -> list[Outcome]:
         """Run ``jobs`` without savepoints, filling ``assigned`` (session -> last number)."""
         conn = self.conn
@@ -320,29 +352,42 @@ class Writer:
         conn.execute("RELEASE asm_job")
         return (job, True, value)
 
-    def _fail(self, jobs: list[Job], exc: BaseException) -> list[Outcome]:
+    def _abort(self, exc: BaseException) -> BaseException:
+        """Roll back the open transaction (if any) and return ``exc`` translated."""
         self._last_seq.clear()
         if self.conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
-        error = translate(exc, ErrorCode.STORAGE_WRITE_FAILED, "write", self._path)
+        return translate(exc, ErrorCode.STORAGE_WRITE_FAILED, "write", self._path)
+
+    def _fail(self, jobs: list[Job], exc: BaseException) -> list[Outcome]:
+        error = self._abort(exc)
         return [(job, False, error) for job in jobs]
 
     def needs_checkpoint(self) -> bool:
         """Whether enough was written since the last checkpoint to run one."""
-        return self._dirty_pages >= _CHECKPOINT_PAGES
+        return self._dirty_pages >= self._checkpoint_pages
 
     def _checkpoint(self) -> None:
-        """Copy the WAL back into the database file, alongside appends.
+        """Copy the WAL back into the database file so that the next write restarts it.
 
-        ``PASSIVE`` never waits for readers or writers (of other processes); what it cannot
-        copy now is copied next time. The pass on a separate connection runs while appends
-        continue, but under steady appends it never quite catches up with them, and the next
-        write restarts the WAL from its beginning only once every frame is copied: the WAL
-        keeps growing. When commits fsync (``FULL``), a growing file makes each of them
-        slower (its size changes every time), so then — and otherwise once the WAL passes
-        ``_WAL_RESTART_FRAMES`` — a second pass holding ``lock`` (in-process appends wait
-        for it) copies the few frames committed meanwhile.
+        Runs on a separate connection in the writer thread. ``PASSIVE`` never waits for
+        readers or writers (of other processes); what it cannot copy now is copied next
+        time. The next write restarts the WAL from its beginning (overwriting it in place)
+        only once every frame is copied; otherwise the WAL keeps growing.
+
+        * When commits fsync (``FULL``/``EXTRA``) the pass holds ``lock`` (in-process
+          appends wait for it, ~1 ms), so it copies everything and the WAL restarts every
+          time. A growing WAL makes every commit slower (each fsync must also journal the
+          new file size: ~300 instead of ~180 µs here), so the WAL is also kept smaller
+          (``_CHECKPOINT_PAGES_FSYNC``): after the store opens, fewer commits extend it.
+          One pass fsyncs the WAL and the database once each; the previous unlocked pass
+          followed by a locked one for the frames committed meanwhile fsynced twice as
+          often, concurrently with the commits' own fsyncs, and measured slower.
+        * Otherwise (no fsync per commit) the pass runs alongside appends, without the
+          lock. Under steady appends it never quite catches up with them, so once the WAL
+          passes ``_WAL_RESTART_FRAMES`` a second pass holding ``lock`` copies the few
+          frames committed meanwhile.
         """
         self._dirty_pages = 0
         try:
@@ -350,10 +395,15 @@ class Writer:
                 self._checkpointer = sqlite3.connect(
                     self._path, isolation_level=None, check_same_thread=False
                 )
-            _, frames, _ = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if self._fsync_commits or frames >= _WAL_RESTART_FRAMES:
+            checkpoint = "PRAGMA wal_checkpoint(PASSIVE)"
+            if self._fsync_commits:
                 with self.lock:
-                    self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self._checkpointer.execute(checkpoint).fetchall()
+                return
+            _, frames, _ = self._checkpointer.execute(checkpoint).fetchone()
+            if frames >= _WAL_RESTART_FRAMES:
+                with self.lock:
+                    self._checkpointer.execute(checkpoint).fetchall()
         except sqlite3.Error:
             pass
 

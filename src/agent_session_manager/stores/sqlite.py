@@ -18,7 +18,8 @@
   lone FULL writer), ``True`` to inline group commits too. A write that finds another process
   holding the lock also goes to the writer thread, which retries ``BEGIN IMMEDIATE`` with
   back-off for up to ``busy_timeout``, so the loop never waits on a lock. WAL checkpoints
-  run in the writer thread.
+  run in the writer thread (with ``FULL``/``EXTRA`` holding the write lock, ~1 ms here, while
+  in-process writes queue for the thread; see ``Writer._checkpoint``).
 * **Sequence numbers** are assigned under ``BEGIN IMMEDIATE`` from the committed
   ``MAX(sequence_number)`` of the session (cached between batches while no other
   connection commits), on the ``(session_id, sequence_number)`` unique index, so they stay
@@ -291,30 +292,36 @@ class SQLiteSessionStore(SessionStore):
         assert loop is not None
         # A lone write commits at once, without giving other tasks a turn to join a group
         # commit, when nothing else is runnable (asyncio's ready queue is empty; loops
-        # without one always batch) and this burst of writes yielded less than _MAX_HOLD
-        # ago, so a writer in a tight loop still lets timers and I/O run every few ms.
+        # without one always batch). A burst of such writes yields once every _MAX_HOLD, so
+        # a writer in a tight loop still lets timers and I/O run every few ms.
         ready = self._ready
-        if (
-            ready is not None
-            and not ready
-            and not self._pending
-            and time.monotonic() - self._yielded_at < _MAX_HOLD
-            and writer.idle()
-            and writer.lock.acquire(blocking=False)
-        ):
-            # Fast path: commit at once on the loop (see the module docstring).
-            try:
-                done = writer.run_one(Job(fn, None, sessions, rows))
-            finally:
-                writer.lock.release()
-            if done is not None:
-                _, ok, value = done
-                if not ok:
-                    raise value
-                self._wake(sessions)
-                if writer.needs_checkpoint():
-                    writer.submit([])
-                return value
+        if ready is not None and not ready and not self._pending:
+            if time.monotonic() - self._yielded_at >= _MAX_HOLD:
+                await asyncio.sleep(0)
+                self._yielded_at = time.monotonic()
+                self._check_open()
+            if not ready and not self._pending and writer.idle() and writer.lock.acquire(blocking=False):
+                # Fast path: commit at once on the loop (see the module docstring).
+                try:
+                    if fn is None and len(rows) == 1:
+                        value: Any = writer.append_one(rows[0])  # raises when it fails
+                        done = value is not None
+                        if done:
+                            value = [value]
+                    else:
+                        outcome = writer.run_one(Job(fn, None, sessions, rows))
+                        done = outcome is not None
+                        if outcome is not None:
+                            _, ok, value = outcome
+                            if not ok:
+                                raise value
+                finally:
+                    writer.lock.release()
+                if done:
+                    self._wake(sessions)
+                    if writer.needs_checkpoint():
+                        writer.submit([])
+                    return value
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append(Job(fn, fut, sessions, rows))
         if len(self._pending) == 1:
