@@ -24,8 +24,11 @@
   ``MAX(sequence_number)`` of the session (cached between batches while no other
   connection commits), on the ``(session_id, sequence_number)`` unique index, so they stay
   gapless and in commit order across processes sharing the file.
-* **Reads** use a small pool of separate read-only connections in worker threads and
-  never wait for the writer.
+* **Reads** use a small pool of separate read-only connections and never wait for the
+  writer: scans run in worker threads; primary-key lookups (``get_session``/``get_run``,
+  microseconds in WAL mode) run on the loop, as a thread hop would cost far more.
+* "Nothing else ready to run" is read from asyncio's ready queue (``loop._ready``, a private
+  attribute); on a loop without it the store always takes the group-commit path.
 * **Long-poll** wakes in-process waiters right after the commit and polls every
   ``poll_interval`` seconds (default 50 ms) for appends made by other processes.
 
