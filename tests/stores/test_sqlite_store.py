@@ -334,3 +334,34 @@ async def test_runs_round_trip_and_active_run(tmp_path: Path) -> None:
         await store.save_run(done)
         assert await store.get_active_run(session.id) is None
         assert await store.get_run(run.id) == done
+
+
+async def test_a_database_locked_past_busy_timeout_is_a_typed_error_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    session = await seed(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    ticks = 0
+    try:
+        async with SQLiteSessionStore(path, busy_timeout=0.3) as store:
+            async with anyio.create_task_group() as tg:
+
+                async def ticker() -> None:
+                    nonlocal ticks
+                    while True:
+                        await anyio.sleep(0.01)
+                        ticks += 1
+
+                tg.start_soon(ticker)
+                with pytest.raises(AsmError) as info:
+                    await store.append_event(ev(session.id))
+                tg.cancel_scope.cancel()
+            assert info.value.code is ErrorCode.STORAGE_CONNECTION_FAILED
+            assert info.value.retryable  # lock contention is transient: the caller may retry
+            assert info.value.details["sqlite_error"] == "SQLITE_BUSY"
+            assert ticks > 5  # the loop kept running while the store waited for the lock
+            holder.execute("ROLLBACK")
+            stored = await store.append_event(ev(session.id))
+            assert stored.sequence_number == 4  # nothing half-written, no gap
+    finally:
+        holder.close()
