@@ -74,3 +74,22 @@ def test_enum_members_are_upper_case_of_their_values() -> None:
     assert EventType.RUN_STARTED == "run_started"
     assert len(EventType) == 28
     assert len(ErrorCode) == 43
+
+
+def test_dependencies_point_inward() -> None:
+    """core/ imports only core/; ports/ imports only core/ and ports/ (DESIGN §2)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(agent_session_manager.__file__).parent
+    outer = {"stores", "providers", "runtime", "manager", "cli", "testing", "rendering", "_execution"}
+    for layer, allowed_up in (("core", set()), ("ports", {"core"})):
+        for path in (package / layer).glob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                    target = (node.module or "").split(".")[0]
+                    assert target not in outer, f"{layer}/{path.name} imports ..{node.module}"
+                    assert target in allowed_up, f"{layer}/{path.name} imports ..{node.module}"
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    assert not node.module.startswith("agent_session_manager"), f"{path.name}: {node.module}"

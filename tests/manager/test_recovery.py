@@ -15,7 +15,7 @@ from agent_session_manager import (
     Session,
     TokenUsage,
 )
-from agent_session_manager.stores._recovery import recover_interrupted_runs
+from agent_session_manager.ports._recovery import recover_interrupted_runs
 
 pytestmark = pytest.mark.anyio
 

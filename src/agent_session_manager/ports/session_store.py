@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from ..core import Event, EventType, Run, RunStatus, Session, SessionStatus
+from ._query import EventQuery
 
 __all__ = ("SessionStore",)
 
@@ -110,7 +111,6 @@ class SessionStore(ABC):
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
         """Atomically persist ``events`` in order; returns them with sequence numbers."""
 
-    @abstractmethod
     async def get_events(
         self,
         session_id: str,
@@ -123,7 +123,26 @@ class SessionStore(ABC):
         since: datetime | None = None,
         wait_timeout: float | None = None,
     ) -> list[Event]:
-        """Events of ``session_id`` in sequence order, filtered (see class contract)."""
+        """Events of ``session_id`` in sequence order, filtered (see class contract).
+
+        Validates the arguments (``validation_error`` / ``invalid_event_type``) into an
+        :class:`EventQuery` and hands it to :meth:`_get_events`, which backends implement.
+        """
+        query = EventQuery.build(
+            session_id,
+            after=after,
+            before=before,
+            limit=limit,
+            run_id=run_id,
+            types=types,
+            since=since,
+            wait_timeout=wait_timeout,
+        )
+        return await self._get_events(query)
+
+    @abstractmethod
+    async def _get_events(self, query: EventQuery) -> list[Event]:
+        """Answer a validated query, long-polling when ``query.wait_timeout > 0``."""
 
     @abstractmethod
     async def get_latest_sequence(self, session_id: str) -> int:
@@ -134,10 +153,10 @@ class SessionStore(ABC):
         """Release resources; idempotent."""
 
     async def recover_interrupted_runs(self, *, reason: str = "owner process died") -> list[Run]:
-        """Finalize runs left ``running`` by a dead owner (see ``stores.recovery``).
+        """Finalize runs left ``running`` by a dead owner (see ``ports._recovery``).
 
         The default implementation is generic over the port; backends may override it.
         """
-        from ..stores._recovery import recover_interrupted_runs
+        from ._recovery import recover_interrupted_runs  # late: it uses this module's class
 
         return await recover_interrupted_runs(self, reason=reason)

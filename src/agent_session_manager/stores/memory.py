@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from datetime import datetime
 
 import anyio
 
-from ..core import AsmError, ErrorCode, Event, EventType, Run, RunStatus, Session, SessionStatus
+from ..core import AsmError, ErrorCode, Event, Run, RunStatus, Session, SessionStatus
 from ..ports import SessionStore
-from ._query import (
+from ..ports._query import (
     EventQuery,
     check_events,
     check_limit,
@@ -186,29 +185,9 @@ class InMemorySessionStore(SessionStore):
         )
         return query.apply(log.events[start:])
 
-    async def get_events(  # noqa: D102
-        self,
-        session_id: str,
-        *,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        run_id: str | None = None,
-        types: Sequence[EventType | str] | None = None,
-        since: datetime | None = None,
-        wait_timeout: float | None = None,
-    ) -> list[Event]:
+    async def _get_events(self, query: EventQuery) -> list[Event]:
         self._check_open()
-        query = EventQuery.build(
-            session_id,
-            after=after,
-            before=before,
-            limit=limit,
-            run_id=run_id,
-            types=types,
-            since=since,
-            wait_timeout=wait_timeout,
-        )
+        session_id = query.session_id
         found = self._read(query)
         if found or query.wait_timeout <= 0:
             return found

@@ -35,7 +35,6 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Any, Self, TypeVar
 
 import anyio
@@ -43,8 +42,9 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..core import AsmError, ErrorCode, Event, EventType, Run, RunStatus, Session, SessionStatus
+from ..core import AsmError, ErrorCode, Event, Run, RunStatus, Session, SessionStatus
 from ..ports import SessionStore
+from ..ports._query import EventQuery, check_limit, check_offset, coerce_run_status, coerce_session_status
 from . import _pg_sql as sql
 from ._pg_support import (
     _BATCH_KEYS,
@@ -69,7 +69,6 @@ from ._pg_support import (
     _translate,
     _Waiters,
 )
-from ._query import EventQuery, check_limit, check_offset, coerce_run_status, coerce_session_status
 
 __all__ = ("PostgresSessionStore",)
 
@@ -705,28 +704,8 @@ class PostgresSessionStore(SessionStore):
             params.append(query.limit)
         return [_event_from_row(r) for r in await self._fetch("get_events", text, params)]
 
-    async def get_events(  # noqa: D102
-        self,
-        session_id: str,
-        *,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        run_id: str | None = None,
-        types: Sequence[EventType | str] | None = None,
-        since: datetime | None = None,
-        wait_timeout: float | None = None,
-    ) -> list[Event]:
-        query = EventQuery.build(
-            session_id,
-            after=after,
-            before=before,
-            limit=limit,
-            run_id=run_id,
-            types=types,
-            since=since,
-            wait_timeout=wait_timeout,
-        )
+    async def _get_events(self, query: EventQuery) -> list[Event]:
+        session_id = query.session_id
         await self._ready()
         if query.wait_timeout <= 0:
             return await self._query_events(query)

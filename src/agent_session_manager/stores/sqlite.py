@@ -53,10 +53,9 @@ from typing import Any, Literal, Self, TypeVar
 import anyio
 import anyio.to_thread
 
-from ..core import AsmError, ErrorCode, Event, EventType, Run, RunStatus, Session, SessionStatus
+from ..core import AsmError, ErrorCode, Event, Run, RunStatus, Session, SessionStatus
 from ..ports import SessionStore
-from ._migrations import SQLITE_MIGRATIONS, check_schema_version, pending_migrations
-from ._query import (
+from ..ports._query import (
     EventQuery,
     check_events,
     check_limit,
@@ -64,6 +63,7 @@ from ._query import (
     coerce_run_status,
     coerce_session_status,
 )
+from ._migrations import SQLITE_MIGRATIONS, check_schema_version, pending_migrations
 from ._sqlite_writer import AppendResult, EventRow, Job, Outcome, Writer, translate
 
 __all__ = ("SQLiteSessionStore",)
@@ -567,28 +567,8 @@ class SQLiteSessionStore(SessionStore):
         params.append(-1 if query.limit is None else query.limit)
         return [_event_from_row(seq, body) for seq, body in conn.execute(sql, params)]
 
-    async def get_events(  # noqa: D102
-        self,
-        session_id: str,
-        *,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        run_id: str | None = None,
-        types: Sequence[EventType | str] | None = None,
-        since: datetime | None = None,
-        wait_timeout: float | None = None,
-    ) -> list[Event]:
-        query = EventQuery.build(
-            session_id,
-            after=after,
-            before=before,
-            limit=limit,
-            run_id=run_id,
-            types=types,
-            since=since,
-            wait_timeout=wait_timeout,
-        )
+    async def _get_events(self, query: EventQuery) -> list[Event]:
+        session_id = query.session_id
 
         def select(conn: sqlite3.Connection) -> list[Event]:
             return self._select_events(query, conn)

@@ -9,7 +9,7 @@ from ..core import AsmError, Event, EventType, Run, RunStatus, TokenUsage
 from ..core.enums import RUN_STATUS_EVENT, TERMINAL_RUN_EVENTS
 
 if TYPE_CHECKING:
-    from ..ports import SessionStore
+    from .session_store import SessionStore
 
 __all__ = ("recover_interrupted_runs",)
 
