@@ -158,3 +158,33 @@ def test_run_continues_a_session(tmp_path: Path) -> None:
     listed = runner.invoke(cli, ["events", session_id, "--store", url])
     assert listed.output.count("run_completed") == 2
     assert listed.output.index("first-run") < listed.output.index("second-run")
+
+
+@pytest.mark.anyio
+async def test_ctrl_c_cancels_the_run_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    from agent_session_manager import EventType, RunStatus, open_store
+
+    url = f"sqlite:///{tmp_path / 'sigint.db'}"
+    exe = str(Path(sys.executable).with_name("asm"))
+    argv = [exe, "run", "-p", "shell", "--store", url, "sleep 30; echo never-printed"]
+    env = {**os.environ, "COLUMNS": "200"}
+    async with await anyio.open_process(argv, env=env) as proc:
+        assert proc.stdout is not None
+        seen = ""
+        with anyio.fail_after(60):
+            while "run_started" not in seen:
+                seen += (await proc.stdout.receive()).decode()
+            proc.send_signal(signal.SIGINT)
+            code = await proc.wait()
+    assert code == 130
+    session_id = next(tok for tok in seen.split() if tok.startswith("ses_"))
+    async with await open_store(url) as store:
+        (run,) = await store.list_runs(session_id)
+        assert run.status is RunStatus.CANCELLED
+        events = await store.get_events(session_id, run_id=run.id)
+    assert [e.type for e in events].count(EventType.RUN_CANCELLED) == 1
+    assert events[-1].type is EventType.RUN_CANCELLED
+    shell_pid = next(e.data["pid"] for e in events if e.type is EventType.RUN_STARTED)
+    assert not Path(f"/proc/{shell_pid}").exists()  # the provider's process was stopped and reaped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -35,7 +36,7 @@ def _run_async(fn: Callable[[], Awaitable[_T]]) -> _T:
         return anyio.run(fn)
     except AsmError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error[/] {escape(str(exc))}")
-        sys.exit(1)
+        sys.exit(130 if exc.code is ErrorCode.CANCELLED else 1)
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -194,7 +195,7 @@ def run(
     prompt: str,
 ) -> None:
     """Run PROMPT through a provider, streaming the run's events live."""
-    from ..manager import SessionManager
+    from ..manager import RunResult, SessionManager
 
     console = _console()
 
@@ -214,12 +215,31 @@ def run(
             console.print(f"[dim]session {sid}[/]")
             run_ = await manager.start_run(sid, prompt)
             continuation = "auto" if session_id else None
-            try:
-                result = await manager.execute_run(
-                    run_.id, on_event=renderer, continuation=continuation, timeout=timeout
-                )
-            finally:
-                renderer.close_stream()
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_on_signal() -> None:
+                    # Ctrl-C / SIGTERM cancel the run cleanly: it ends `cancelled` in the store
+                    # with its run_cancelled event, and the provider's process is stopped.
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for _ in signals:
+                            renderer.close_stream()
+                            console.print("[yellow]cancelling the run…[/]")
+                            await manager.cancel_run(run_.id)
+                            return
+
+                tg.start_soon(cancel_on_signal)
+                try:
+                    outcome: RunResult | AsmError = await manager.execute_run(
+                        run_.id, on_event=renderer, continuation=continuation, timeout=timeout
+                    )
+                except AsmError as exc:  # raised below, outside the task group
+                    outcome = exc
+                finally:
+                    renderer.close_stream()
+                    tg.cancel_scope.cancel()
+            if isinstance(outcome, AsmError):
+                raise outcome
+            result = outcome
             usage = result.token_usage
             cost = f" cost=${result.cost_usd:.4f}" if result.cost_usd is not None else ""
             console.print(
