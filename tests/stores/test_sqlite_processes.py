@@ -87,17 +87,26 @@ def spawn(code: str, *args: object, stdin: int | None = None) -> subprocess.Pope
 async def test_four_processes_append_to_one_session_gapless(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"  # new file: the four first opens also race on the migration
     procs = [spawn(APPENDER, path, worker, 500, stdin=subprocess.PIPE) for worker in range(4)]
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    for proc in procs:
-        out, err = proc.communicate(timeout=100)
-        assert proc.returncode == 0, err
-        assert out.strip() == "done"
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if line != "ready":
+                _, err = proc.communicate(timeout=30)
+                pytest.fail(f"a child failed to open the store: {err[-2000:]}")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for proc in procs:
+            out, err = proc.communicate(timeout=100)
+            assert proc.returncode == 0, err
+            assert out.strip() == "done"
+    finally:
+        for proc in procs:  # never leave a child or an open pipe behind, even on failure
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
         assert "locked" not in err
     async with SQLiteSessionStore(path) as store:
         events = await store.get_events("ses_shared")

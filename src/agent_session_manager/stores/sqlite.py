@@ -64,7 +64,7 @@ from ..ports._query import (
     coerce_session_status,
 )
 from ._migrations import SQLITE_MIGRATIONS, check_schema_version, pending_migrations
-from ._sqlite_writer import AppendResult, EventRow, Job, Outcome, Writer, translate
+from ._sqlite_writer import AppendResult, EventRow, Job, Outcome, Writer, is_busy, translate
 
 __all__ = ("SQLiteSessionStore",)
 
@@ -225,13 +225,34 @@ class SQLiteSessionStore(SessionStore):
             except sqlite3.Error as exc:
                 raise translate(exc, ErrorCode.STORAGE_ERROR, "open", self.path) from exc
             try:
-                self._prepare(conn)
+                self._prepare_retrying(conn)
                 # Lock waits are retried by the writer (the inline path must never block).
                 conn.execute("PRAGMA busy_timeout = 0")
             except BaseException as exc:
                 conn.close()
                 raise translate(exc, ErrorCode.STORAGE_ERROR, "open", self.path) from exc
             self._conn = conn
+
+    def _prepare_retrying(self, conn: sqlite3.Connection) -> None:
+        """:meth:`_prepare`, retried while another process holds a lock (up to busy_timeout).
+
+        Some lock states met while several processes open a new file at once (the switch to
+        WAL, WAL recovery) return SQLITE_BUSY without calling the busy handler; they clear
+        within milliseconds, so opening retries with a short back-off instead of failing.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                self._prepare(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            time.sleep(pause)  # in a worker thread (open() runs _open_sync off the loop)
+            pause = min(pause * 2, 0.1)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         current = _schema_version(conn)
