@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -635,5 +635,3 @@ class SessionManager:
                 yield event
                 cursor = event.sequence_number or cursor
 
-
-AwaitableCallback = Callable[[Event], Awaitable[None]]
