@@ -15,6 +15,7 @@ from agent_session_manager import (
     InMemorySessionStore,
     SessionManager,
 )
+from agent_session_manager.testing import ScriptedAdapter
 
 from ._helpers import open_session
 
@@ -128,7 +129,27 @@ async def test_stream_follow_waits_for_a_run(manager: SessionManager) -> None:
     assert got[0].run_id == run.id
 
 
-async def test_stream_follow_keeps_waiting_across_empty_polls(manager: SessionManager) -> None:
+class _EmptyPollCounter(InMemorySessionStore):
+    """Signals once ``wanted`` long-polls have come back empty."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.empty_polls = 0
+        self.wanted = wanted
+        self.enough = anyio.Event()
+
+    async def get_events(self, session_id: str, **kwargs: Any) -> list[Event]:  # type: ignore[override]
+        found = await super().get_events(session_id, **kwargs)
+        if not found and kwargs.get("wait_timeout"):
+            self.empty_polls += 1
+            if self.empty_polls >= self.wanted:
+                self.enough.set()
+        return found
+
+
+async def test_stream_follow_keeps_waiting_across_empty_polls() -> None:
+    store = _EmptyPollCounter(wanted=3)
+    manager = SessionManager(store, ScriptedAdapter())
     sid = await open_session(manager)
     got: list[Event] = []
 
@@ -140,10 +161,9 @@ async def test_stream_follow_keeps_waiting_across_empty_polls(manager: SessionMa
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
-            # let several empty long-polls pass before the event arrives
-            for _ in range(3):
-                await anyio.sleep(0.02)
+            await store.enough.wait()  # several long-polls came back empty first
             await manager.pause_session(sid)
+    assert store.empty_polls >= 3
     assert got[0].type is EventType.SESSION_PAUSED
     assert got[0].sequence_number == 3
 
