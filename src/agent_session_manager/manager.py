@@ -634,4 +634,3 @@ class SessionManager:
             for event in page:
                 yield event
                 cursor = event.sequence_number or cursor
-

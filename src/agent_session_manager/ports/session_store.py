@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from ..core import Event, EventType, Run, RunStatus, Session, SessionStatus
-from ._query import EventQuery
+from ._query import EventQuery, check_limit, check_offset, coerce_run_status, coerce_session_status
 
 __all__ = ("SessionStore",)
 
@@ -62,7 +62,6 @@ class SessionStore(ABC):
     async def get_session(self, session_id: str) -> Session:
         """Return the session; ``session_not_found`` if absent."""
 
-    @abstractmethod
     async def list_sessions(
         self,
         *,
@@ -75,7 +74,23 @@ class SessionStore(ABC):
         """Sessions matching every filter (``tags``: all given tags present), newest first.
 
         Ordered by ``created_at`` descending, then id, so ``offset``/``limit`` pages are stable.
+        Arguments are validated here (``invalid_status`` / ``validation_error``); backends
+        implement :meth:`_list_sessions`.
         """
+        return await self._list_sessions(
+            coerce_session_status(status), agent_id, tags, check_limit(limit), check_offset(offset)
+        )
+
+    @abstractmethod
+    async def _list_sessions(
+        self,
+        wanted: SessionStatus | None,
+        agent_id: str | None,
+        tags: Sequence[str] | None,
+        limit: int | None,
+        offset: int,
+    ) -> list[Session]:
+        """Answer :meth:`list_sessions` with validated arguments."""
 
     @abstractmethod
     async def delete_session(self, session_id: str) -> None:
@@ -89,7 +104,6 @@ class SessionStore(ABC):
     async def get_run(self, run_id: str) -> Run:
         """Return the run; ``run_not_found`` if absent."""
 
-    @abstractmethod
     async def list_runs(
         self,
         session_id: str,
@@ -98,6 +112,11 @@ class SessionStore(ABC):
         limit: int | None = None,
     ) -> list[Run]:
         """The session's runs, oldest first (by ``created_at``, then id)."""
+        return await self._list_runs(session_id, coerce_run_status(status), check_limit(limit))
+
+    @abstractmethod
+    async def _list_runs(self, session_id: str, wanted: RunStatus | None, limit: int | None) -> list[Run]:
+        """Answer :meth:`list_runs` with validated arguments."""
 
     @abstractmethod
     async def get_active_run(self, session_id: str) -> Run | None:

@@ -12,10 +12,6 @@ from ..ports import SessionStore
 from ..ports._query import (
     EventQuery,
     check_events,
-    check_limit,
-    check_offset,
-    coerce_run_status,
-    coerce_session_status,
 )
 
 __all__ = ("InMemorySessionStore",)
@@ -70,19 +66,15 @@ class InMemorySessionStore(SessionStore):
         except KeyError:
             raise AsmError(ErrorCode.SESSION_NOT_FOUND, f"Session not found: {session_id}") from None
 
-    async def list_sessions(  # noqa: D102
+    async def _list_sessions(
         self,
-        *,
-        status: SessionStatus | str | None = None,
-        agent_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
+        wanted: SessionStatus | None,
+        agent_id: str | None,
+        tags: Sequence[str] | None,
+        limit: int | None,
+        offset: int,
     ) -> list[Session]:
         self._check_open()
-        wanted = coerce_session_status(status)
-        limit = check_limit(limit)
-        offset = check_offset(offset)
         need = set(tags or ())
         rows = [
             s
@@ -117,16 +109,8 @@ class InMemorySessionStore(SessionStore):
         except KeyError:
             raise AsmError(ErrorCode.RUN_NOT_FOUND, f"Run not found: {run_id}") from None
 
-    async def list_runs(  # noqa: D102
-        self,
-        session_id: str,
-        *,
-        status: RunStatus | str | None = None,
-        limit: int | None = None,
-    ) -> list[Run]:
+    async def _list_runs(self, session_id: str, wanted: RunStatus | None, limit: int | None) -> list[Run]:
         self._check_open()
-        wanted = coerce_run_status(status)
-        limit = check_limit(limit)
         rows = [
             r
             for r in self._runs.values()

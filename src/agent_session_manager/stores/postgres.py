@@ -44,7 +44,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..core import AsmError, ErrorCode, Event, Run, RunStatus, Session, SessionStatus
 from ..ports import SessionStore
-from ..ports._query import EventQuery, check_limit, check_offset, coerce_run_status, coerce_session_status
+from ..ports._query import EventQuery
 from . import _pg_sql as sql
 from ._pg_support import (
     _BATCH_KEYS,
@@ -410,18 +410,14 @@ class PostgresSessionStore(SessionStore):
             raise AsmError(ErrorCode.SESSION_NOT_FOUND, f"Session not found: {session_id}")
         return Session.model_validate(dict(zip(sql.SESSION_COLUMNS, rows[0], strict=True)))
 
-    async def list_sessions(  # noqa: D102
+    async def _list_sessions(
         self,
-        *,
-        status: SessionStatus | str | None = None,
-        agent_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
+        wanted: SessionStatus | None,
+        agent_id: str | None,
+        tags: Sequence[str] | None,
+        limit: int | None,
+        offset: int,
     ) -> list[Session]:
-        wanted = coerce_session_status(status)
-        limit = check_limit(limit)
-        offset = check_offset(offset)
         where: list[str] = ["TRUE"]
         params: list[Any] = []
         if wanted is not None:
@@ -489,15 +485,7 @@ class PostgresSessionStore(SessionStore):
             raise AsmError(ErrorCode.RUN_NOT_FOUND, f"Run not found: {run_id}")
         return Run.model_validate(dict(zip(sql.RUN_COLUMNS, rows[0], strict=True)))
 
-    async def list_runs(  # noqa: D102
-        self,
-        session_id: str,
-        *,
-        status: RunStatus | str | None = None,
-        limit: int | None = None,
-    ) -> list[Run]:
-        wanted = coerce_run_status(status)
-        limit = check_limit(limit)
+    async def _list_runs(self, session_id: str, wanted: RunStatus | None, limit: int | None) -> list[Run]:
         query = f"SELECT {', '.join(sql.RUN_COLUMNS)} FROM runs WHERE session_id = %s"
         params: list[Any] = [session_id]
         if wanted is not None:

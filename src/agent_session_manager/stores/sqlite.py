@@ -58,10 +58,6 @@ from ..ports import SessionStore
 from ..ports._query import (
     EventQuery,
     check_events,
-    check_limit,
-    check_offset,
-    coerce_run_status,
-    coerce_session_status,
 )
 from ._migrations import SQLITE_MIGRATIONS, check_schema_version, pending_migrations
 from ._sqlite_writer import AppendResult, EventRow, Job, Outcome, Writer, is_busy, translate
@@ -469,18 +465,14 @@ class SQLiteSessionStore(SessionStore):
             raise AsmError(ErrorCode.SESSION_NOT_FOUND, f"Session not found: {session_id}")
         return Session.model_validate_json(found[0])
 
-    async def list_sessions(  # noqa: D102
+    async def _list_sessions(
         self,
-        *,
-        status: SessionStatus | str | None = None,
-        agent_id: str | None = None,
-        tags: Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int = 0,
+        wanted: SessionStatus | None,
+        agent_id: str | None,
+        tags: Sequence[str] | None,
+        limit: int | None,
+        offset: int,
     ) -> list[Session]:
-        wanted = coerce_session_status(status)
-        limit = check_limit(limit)
-        offset = check_offset(offset)
         where: list[str] = []
         params: list[Any] = []
         if wanted is not None:
@@ -523,15 +515,7 @@ class SQLiteSessionStore(SessionStore):
             raise AsmError(ErrorCode.RUN_NOT_FOUND, f"Run not found: {run_id}")
         return Run.model_validate_json(found[0])
 
-    async def list_runs(  # noqa: D102
-        self,
-        session_id: str,
-        *,
-        status: RunStatus | str | None = None,
-        limit: int | None = None,
-    ) -> list[Run]:
-        wanted = coerce_run_status(status)
-        limit = check_limit(limit)
+    async def _list_runs(self, session_id: str, wanted: RunStatus | None, limit: int | None) -> list[Run]:
         sql = "SELECT body FROM runs WHERE session_id = ?"
         params: list[Any] = [session_id]
         if wanted is not None:
