@@ -28,6 +28,7 @@ from agent_session_manager.core import (
 from agent_session_manager.providers.claude import ClaudeAdapter
 from tests.providers.fixtures.claude.support import (
     Collector,
+    cancel_when,
     fake_argv,
     fake_env,
     fake_pid,
@@ -324,22 +325,11 @@ async def test_cancel_interrupts_the_turn(tmp_path: Path) -> None:
     adapter = adapter_for(tmp_path, "interrupt")
     run, session = new_run()
     emit = Collector(session_id=session.id, run_id=run.id)
-    outcome: list[BaseException] = []
+    outcome = await cancel_when(
+        lambda: adapter.execute(run, session, emit), emit.first_delta, lambda: adapter.cancel(run.id)
+    )
 
-    async def execute() -> None:
-        try:
-            await adapter.execute(run, session, emit)
-        except AsmError as exc:
-            outcome.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(execute)
-        await emit.first_delta.wait()
-        await adapter.cancel(run.id)
-
-    assert len(outcome) == 1
-    assert isinstance(outcome[0], AsmError)
-    assert outcome[0].code is ErrorCode.CANCELLED
+    assert [e.code for e in outcome] == [ErrorCode.CANCELLED]
     interrupts = [m for m in fake_stdin(tmp_path) if m.get("request", {}).get("subtype") == "interrupt"]
     assert len(interrupts) == 1
     assert not pid_alive(fake_pid(tmp_path))
@@ -351,23 +341,15 @@ async def test_cancel_of_a_hung_run_escalates(tmp_path: Path) -> None:
     run, session = new_run()
     emit = Collector(session_id=session.id, run_id=run.id)
     started = anyio.Event()
-    outcome: list[AsmError] = []
 
     async def on_event(event: Any) -> Any:
         stored = await emit(event)
         started.set()
         return stored
 
-    async def execute() -> None:
-        try:
-            await adapter.execute(run, session, on_event)
-        except AsmError as exc:
-            outcome.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(execute)
-        await started.wait()
-        await adapter.cancel(run.id)
+    outcome = await cancel_when(
+        lambda: adapter.execute(run, session, on_event), started, lambda: adapter.cancel(run.id)
+    )
 
     assert [e.code for e in outcome] == [ErrorCode.CANCELLED]
     assert not pid_alive(fake_pid(tmp_path))
@@ -532,22 +514,16 @@ async def test_session_manager_cancel_run(tmp_path: Path) -> None:
         await manager.activate_session(session.id)
         run = await manager.start_run(session.id, {"prompt": "count"})
         streaming = anyio.Event()
-        outcome: list[AsmError] = []
 
         def on_event(event: Event) -> None:
             if event.type is EventType.MESSAGE_STREAMED:
                 streaming.set()
 
-        async def execute() -> None:
-            try:
-                await manager.execute_run(run.id, on_event=on_event)
-            except AsmError as exc:
-                outcome.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(execute)
-            await streaming.wait()
-            await manager.cancel_run(run.id)
+        outcome = await cancel_when(
+            lambda: manager.execute_run(run.id, on_event=on_event),
+            streaming,
+            lambda: manager.cancel_run(run.id),
+        )
 
         assert [e.code for e in outcome] == [ErrorCode.CANCELLED]
         events = await manager.get_session_events(session.id, run_id=run.id)

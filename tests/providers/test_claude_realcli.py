@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import claude_agent_sdk
 import pytest
 
 from agent_session_manager import EventType, InMemorySessionStore, RunStatus, SessionManager, TokenUsage
 from agent_session_manager.core import AsmError, ErrorCode
 from agent_session_manager.providers.claude import ClaudeAdapter
-from tests.providers.fixtures.claude.support import Collector, child_pids, new_run
+from tests.providers.fixtures.claude.support import Collector, cancel_when, child_pids, new_run
 from tests.providers.mock_anthropic import (
     MockAnthropicServer,
     Usage,
@@ -139,18 +138,9 @@ async def test_cancel_mid_stream(mock: MockAnthropicServer, tmp_path: Path) -> N
     adapter = real_adapter(mock, tmp_path)
     run, session = new_run("Count slowly")
     emit = Collector(session_id=session.id, run_id=run.id)
-    outcome: list[AsmError] = []
-
-    async def execute() -> None:
-        try:
-            await adapter.execute(run, session, emit)
-        except AsmError as exc:
-            outcome.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(execute)
-        await emit.first_delta.wait()
-        await adapter.cancel(run.id)
+    outcome = await cancel_when(
+        lambda: adapter.execute(run, session, emit), emit.first_delta, lambda: adapter.cancel(run.id)
+    )
 
     assert [e.code for e in outcome] == [ErrorCode.CANCELLED]
     assert len(emit.of(EventType.MESSAGE_STREAMED)) < 300
